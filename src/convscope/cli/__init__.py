@@ -1,0 +1,27 @@
+"""The ``convscope`` command: thin commands that parse, call the library and save.
+
+User mistakes (:class:`ConvscopeError`) are printed as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from convscope.cli import inspect as _inspect  # noqa: F401  (registers commands)
+from convscope.cli import tour as _tour  # noqa: F401
+from convscope.cli.app import app
+from convscope.errors import ConvscopeError
+
+
+def main() -> None:
+    """Entry point of the ``convscope`` script."""
+    try:
+        app(standalone_mode=True)
+    except ConvscopeError as error:
+        typer.echo(f"convscope: error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("convscope: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,32 @@
+"""The Typer application and the options every command shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convscope.errors import ConvscopeError
+from convscope.models import DEFAULT_MODEL, Model, load_model
+
+app = typer.Typer(help="See inside convolutional networks.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name, NAME=WEIGHTS.pth, or a weights file.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+OutputOption = Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")]
+
+
+def open_model(model: str = DEFAULT_MODEL, device: str = "auto") -> Model:
+    """Loads the model named on the command line."""
+    return load_model(model, device=device)
+
+
+def check_output(path: Path, suffix: str = ".png") -> Path:
+    """Refuses an output path before any work is done, so a mistake costs nothing."""
+    if path.suffix.lower() != suffix:
+        raise ConvscopeError(f"{path}: the output must be a {suffix} file")
+    if not path.parent.is_dir():
+        raise ConvscopeError(f"{path.parent}: no such folder for the output")
+    return path

@@ -1,0 +1,86 @@
+"""Commands that look at what is there: models, layers, classify, filters, activations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model
+from convscope.core.images import load_image
+from convscope.core.summary import list_layers
+from convscope.inspect.activations import activations as activation_maps
+from convscope.inspect.filters import filters as filter_kernels
+from convscope.inspect.predictions import classify as top_classes
+from convscope.models import DEFAULT_MODEL, list_models
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    for spec in list_models():
+        typer.echo(f"{spec.name:<20} {spec.description}")
+    typer.echo(f"{'torchvision:NAME':<20} any torchvision architecture (optional extra 'torchvision')")
+    typer.echo(f"{'timm:NAME':<20} any timm architecture (optional extra 'timm')")
+
+
+@app.command()
+def layers(model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """List every layer with its output shape, parameters and receptive field."""
+    net = open_model(model, device)
+    typer.echo(f"{'layer':<44} {'type':<24} {'output':<16} {'params':>9}  {'RF':>9} {'jump':>5} {'start':>7}")
+    for info in list_layers(net):
+        rf = info.receptive_field
+        field = "whole" if rf is None or rf.whole else f"{rf.size[0]}x{rf.size[1]}"
+        jump = "" if rf is None or rf.whole else str(rf.jump[0])
+        start = "" if rf is None or rf.whole else f"{rf.start[0]:g}"
+        shape = "x".join(map(str, info.shape))
+        typer.echo(f"{info.name:<44} {info.kind:<24} {shape:<16} {info.parameters:>9,}  {field:>9} {jump:>5} {start:>7}")
+
+
+@app.command()
+def classify(images: Annotated[list[Path], typer.Argument(help="Image files.")],
+             top: Annotated[int, typer.Option(min=1, help="How many classes per image.")] = 5,
+             as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+             model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Print the top classes of each image."""
+    net = open_model(model, device)
+    results = []
+    for path in images:
+        x = load_image(path, size=net.input_size)
+        results.append({"image": str(path), "predictions": [p.as_dict() for p in top_classes(net, x, top=top)[0]]})
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for result in results:
+        typer.echo(result["image"])
+        for p in result["predictions"]:
+            typer.echo(f"  {p['probability']:7.2%}  {p['label']} ({p['index']})")
+
+
+@app.command()
+def filters(output: OutputOption,
+            layer: Annotated[str | None, typer.Option(help="Convolution layer (default: the first).")] = None,
+            model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Save a convolution layer's kernels as an image grid."""
+    check_output(output)
+    result = filter_kernels(open_model(model, device), layer).grid()
+    result.save(output)
+    typer.echo(f"{output}: {result.caption}")
+
+
+@app.command()
+def activations(image: Annotated[Path, typer.Argument(help="Image file.")],
+                layer: Annotated[str, typer.Option(help="Layer whose maps to show.")],
+                output: OutputOption,
+                channel: Annotated[int | None, typer.Option(help="Overlay this channel on the image.")] = None,
+                model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Save a layer's activation maps (strongest first), or one channel over the image."""
+    check_output(output)
+    net = open_model(model, device)
+    maps = activation_maps(net, load_image(image, size=net.input_size), layer)
+    result = maps.overlay(channel) if channel is not None else maps.grid()
+    result.save(output)
+    typer.echo(f"{output}: {result.caption}")

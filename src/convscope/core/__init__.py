@@ -1,0 +1,1 @@
+"""What every method stands on: images, layers, hooks, receptive fields, rendering."""

@@ -1,0 +1,62 @@
+"""A table of a network's layers: type, output shape, parameters, receptive field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from convscope.core.hooks import frozen, trace_calls
+from convscope.core.receptive import ReceptiveField, ReceptiveFieldTracer
+from convscope.models.model import Model, as_model
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One module call of the forward pass.
+
+    Attributes:
+        name: dotted module name, ``name@k`` for the k-th call of a reused module.
+        kind: the module's class name.
+        shape: output shape without the batch dimension, e.g. ``(32, 112, 112)``.
+        parameters: parameters of the module and its children.
+        receptive_field: where each output unit looks in the input, None if not a tensor.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    parameters: int
+    receptive_field: ReceptiveField | None
+
+
+def list_layers(model: Model | torch.nn.Module, *, size: tuple[int, int] | None = None) -> list[LayerInfo]:
+    """Runs one forward pass on a blank image and describes every module call, in order.
+
+    Args:
+        model: a Model or network.
+        size: input ``(height, width)``; the model's input size by default.
+
+    Returns:
+        One :class:`LayerInfo` per module call (containers after their children).
+    """
+    model = as_model(model)
+    height, width = size or model.input_size
+    x = torch.zeros(1, model.channels, height, width, device=model.device)
+    with frozen(model.net), torch.no_grad(), trace_calls(model.net) as calls:
+        tracer = ReceptiveFieldTracer(x)
+        with tracer:
+            model.net(x)
+    return [LayerInfo(call.name, type(call.module).__name__, _shape(call.output),
+                      sum(p.numel() for p in call.module.parameters()),
+                      tracer.field(call.output) if isinstance(call.output, torch.Tensor) else None)
+            for call in calls]
+
+
+def _shape(output) -> tuple[int, ...]:
+    return tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
+
+
+def layer_names(model: Model | torch.nn.Module) -> list[str]:
+    """The names :func:`list_layers` reports, in forward order."""
+    return [info.name for info in list_layers(model)]

@@ -1,0 +1,34 @@
+"""The one error class for mistakes a user can make (bad file, unknown layer, ...).
+
+The command line prints these as a single line and exits with status 2; any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConvscopeError(ValueError):
+    """A user mistake: the message names what was wrong and what is accepted."""
+
+
+def unknown_choice(kind: str, given: str, valid: Iterable[str], *, shown: int = 8) -> ConvscopeError:
+    """Builds the error for a name that is not among ``valid``, suggesting the closest ones.
+
+    Args:
+        kind: what the name is of, e.g. ``"layer"``.
+        given: the name the user typed.
+        valid: every accepted name.
+        shown: how many suggestions to list at most.
+    """
+    valid = list(valid)
+    close = difflib.get_close_matches(given, valid, n=shown, cutoff=0.5)
+    if not close:
+        close = [v for v in valid if given.lower() in v.lower()][:shown]
+    if close:
+        hint = "closest: " + ", ".join(close)
+    else:
+        hint = "valid: " + ", ".join(valid[:shown]) + (" ..." if len(valid) > shown else "")
+    return ConvscopeError(f"unknown {kind} {given!r}; {hint}")

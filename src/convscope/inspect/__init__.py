@@ -1,0 +1,1 @@
+"""Looking at what is already there: filters, activations (no gradients)."""

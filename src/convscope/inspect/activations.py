@@ -1,0 +1,81 @@
+"""Per-channel activation maps of a layer for an image (Yosinski et al. 2015, 'live' view)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from convscope.core.hooks import capture, frozen
+from convscope.core.render import Picture, grid, overlay, picture
+from convscope.errors import ConvscopeError
+from convscope.models.model import Model, as_model
+
+
+@dataclass
+class Activations:
+    """One layer's response to a batch of images.
+
+    Attributes:
+        layer: the layer's dotted name.
+        maps: ``(B, C, h, w)`` activations (detached, on the CPU).
+        images: ``(B, 3, H, W)`` the input images in [0, 1], for overlays.
+    """
+
+    layer: str
+    maps: torch.Tensor
+    images: torch.Tensor
+
+    def strength(self, index: int = 0) -> torch.Tensor:
+        """``(C,)`` mean activation of each channel for image ``index``."""
+        return self.maps[index].mean(dim=(-2, -1))
+
+    def order(self, index: int = 0) -> torch.Tensor:
+        """``(C,)`` channel indices, strongest first."""
+        return torch.argsort(self.strength(index), descending=True, stable=True)
+
+    def grid(self, index: int = 0, *, max_channels: int = 64) -> Picture:
+        """The strongest channels' maps, strongest first, on one shared scale (brighter = stronger)."""
+        order = self.order(index)[:max_channels]
+        maps = self.maps[index, order]
+        low, high = maps.min(), maps.max()
+        tiles = ((maps - low) / (high - low).clamp_min(1e-12))[:, None]
+        image = grid(tiles, tile_size=48, padding=2, background=0.3)
+        return picture(image, f"{self.layer}: {len(order)} of {self.maps.shape[1]} channels, strongest first",
+                       layer=self.layer, channels=order.tolist(), strength=self.strength(index)[order].tolist())
+
+    def overlay(self, channel: int, index: int = 0) -> Picture:
+        """One channel's map, upsampled and blended over the image."""
+        if not 0 <= channel < self.maps.shape[1]:
+            raise ConvscopeError(f"channel {channel} is out of range for layer {self.layer!r}; "
+                                 f"accepted: 0..{self.maps.shape[1] - 1}")
+        heat = self.maps[index, channel]
+        image = overlay(self.images[index], heat)
+        mean = float(heat.mean())
+        return picture(image, f"{self.layer} channel {channel} (mean activation {mean:.3g})",
+                       layer=self.layer, channel=channel, mean=mean, max=float(heat.max()))
+
+    def _repr_png_(self) -> bytes:
+        return self.grid()._repr_png_()
+
+
+def activations(model: Model | nn.Module, x: torch.Tensor, layer: str) -> Activations:
+    """Captures a layer's output for a batch of images, stopping the forward at that layer.
+
+    Args:
+        model: a Model or network.
+        x: ``(B, C, H, W)`` images in [0, 1] (see :meth:`Model.prepare`).
+        layer: dotted name of a layer whose output is ``(B, C, h, w)``.
+
+    Returns:
+        :class:`Activations`; ``.grid()`` and ``.overlay(channel)`` are pictures.
+    """
+    model = as_model(model)
+    x = x.to(model.device)
+    with frozen(model.net), torch.no_grad():
+        maps = capture(model, model.net, x, [layer], detach=True)[layer]
+    if maps.dim() != 4:
+        raise ConvscopeError(f"layer {layer!r} gives shape {tuple(maps.shape[1:])}, not (C, h, w) maps; "
+                             f"choose a convolutional layer")
+    return Activations(layer, maps.float().cpu(), model.to_channels(x).float().cpu().expand(-1, 3, -1, -1))

@@ -1,0 +1,79 @@
+"""Architectures from torchvision and timm, when those optional libraries are installed.
+
+Weights come from a state-dict file the user gives, or else from the library's own cache
+(``torchvision`` / ``timm`` download into it when online; offline, a cached copy is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from convscope.errors import ConvscopeError, unknown_choice
+from convscope.models.labels import Labels, imagenet_labels
+from convscope.models.model import Model
+from convscope.models.registry import with_weights
+
+PREFIXES = ("torchvision:", "timm:")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def build(spec: str, state: dict[str, torch.Tensor] | None) -> Model:
+    """Builds ``torchvision:NAME`` or ``timm:NAME``, with ``state`` or the library's weights."""
+    library, _, name = spec.partition(":")
+    module = _import(library)
+    net = _torchvision(module, name, state) if library == "torchvision" else _timm(module, name, state)
+    net = with_weights(net, state, spec)
+    mean, std, size = _preprocessing(net)
+    classes = _classes(net)
+    labels = imagenet_labels() if classes == 1000 else (Labels.numbered(classes) if classes else None)
+    return Model(net, spec, size, mean, std, labels)
+
+
+def _import(library: str):
+    try:
+        return importlib.import_module("torchvision.models" if library == "torchvision" else "timm")
+    except ImportError:
+        raise ConvscopeError(f"{library}: models need the optional package {library!r} "
+                             f"(pip install 'convscope[{library}]')") from None
+
+
+def _torchvision(models, name: str, state):
+    names = models.list_models()
+    if name not in names:
+        raise unknown_choice("torchvision model", name, names)
+    try:
+        return models.get_model(name, weights=None if state is not None else "DEFAULT")
+    except Exception as e:
+        raise ConvscopeError(f"torchvision:{name}: its weights are not in the local cache and cannot be "
+                             f"downloaded here ({str(e).splitlines()[0][:100]}); pass a weights file "
+                             f"as torchvision:{name}=FILE") from None
+
+
+def _timm(timm, name: str, state):
+    names = timm.list_models()
+    if name not in names:
+        raise unknown_choice("timm model", name, names)
+    try:
+        return timm.create_model(name, pretrained=state is None)
+    except Exception as e:
+        raise ConvscopeError(f"timm:{name}: its weights are not in the local cache and cannot be "
+                             f"downloaded here ({str(e).splitlines()[0][:100]}); pass a weights file "
+                             f"as timm:{name}=FILE") from None
+
+
+def _preprocessing(net) -> tuple[tuple, tuple, tuple[int, int]]:
+    """timm models carry their own preprocessing; torchvision ones use ImageNet's."""
+    config = getattr(net, "pretrained_cfg", None) or {}
+    mean = tuple(config.get("mean", IMAGENET_MEAN))
+    std = tuple(config.get("std", IMAGENET_STD))
+    size = tuple(config.get("input_size", (3, 224, 224))[1:])
+    return mean, std, size
+
+
+def _classes(net) -> int | None:
+    if isinstance(getattr(net, "num_classes", None), int):
+        return net.num_classes
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    return linears[-1].out_features if linears else None

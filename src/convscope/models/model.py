@@ -1,0 +1,83 @@
+"""The Model: a network plus what it takes to use it (input size, normalization, labels)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from convscope.core.images import fit
+from convscope.errors import ConvscopeError
+from convscope.models.labels import Labels
+
+
+@dataclass
+class Model:
+    """A network together with its preprocessing.
+
+    Calling the model takes pixel-space images ``(B, C, H, W)`` in [0, 1] and returns logits
+    ``(B, classes)``; the normalization ``(x - mean) / std`` happens inside, so users and
+    methods never normalize by hand.
+
+    Attributes:
+        net: the user's network; it expects normalized input.
+        name: a name for captions and reports.
+        input_size: ``(height, width)`` the network was trained at.
+        mean, std: per-channel normalization in [0, 1] units.
+        labels: class names, or None when the network has none.
+        channels: 3 for RGB networks, 1 for grayscale ones.
+    """
+
+    net: nn.Module
+    name: str = "model"
+    input_size: tuple[int, int] = (224, 224)
+    mean: Sequence[float] = (0.0, 0.0, 0.0)
+    std: Sequence[float] = (1.0, 1.0, 1.0)
+    labels: Labels | None = None
+    channels: int = 3
+
+    @property
+    def device(self) -> torch.device:
+        parameter = next(self.net.parameters(), None)
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` in [0, 1] -> the network's input scale."""
+        x = self.to_channels(x)
+        mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def to_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """Makes RGB input gray for a 1-channel network, and gray input RGB for a 3-channel one."""
+        if x.shape[1] == self.channels:
+            return x
+        if self.channels == 1:
+            return x.mean(dim=1, keepdim=True)
+        return x.expand(-1, self.channels, -1, -1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` pixels in [0, 1] -> ``(B, classes)`` logits."""
+        return self.net(self.normalize(x))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Resizes/crops ``(B, C, H, W)`` images to the input size and moves them to the device."""
+        return fit(x, self.input_size).to(self.device)
+
+    def label(self, index: int) -> str:
+        return self.labels.name(index) if self.labels else str(index)
+
+    def to(self, device: str | torch.device) -> "Model":
+        self.net.to(device)
+        return self
+
+
+def as_model(model: Model | nn.Module) -> Model:
+    """Accepts a :class:`Model` or any ``nn.Module`` (taken as expecting [0, 1] RGB input)."""
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, nn.Module):
+        return Model(net=model, name=type(model).__name__)
+    raise ConvscopeError(f"expected a convscope Model or a torch.nn.Module, got {type(model).__name__}")

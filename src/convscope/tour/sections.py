@@ -1,0 +1,13 @@
+"""The tour's sections: each returns the shots that show one area of convscope."""
+
+from __future__ import annotations
+
+from convscope.tour.inspect_shots import inspect_shots
+from convscope.tour.runner import Shot, TourContext
+
+SECTIONS = [inspect_shots]
+
+
+def all_shots(context: TourContext) -> list[Shot]:
+    """Every shot of every section, in gallery order."""
+    return [shot for section in SECTIONS for shot in section(context)]
