@@ -68,7 +68,10 @@ def _open(source: str | Path | bytes) -> Image.Image:
             image.load()
     except ConvscopeError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ConvscopeError(f"{name}: the image is too large to decode safely ({_short(e)}); "
+                             f"at most {MAX_PIXELS // 10**6} megapixels are accepted") from None
+    except UnidentifiedImageError as e:
         raise ConvscopeError(f"{name}: not a readable image ({_short(e)}); expected a {ACCEPTED} image") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ConvscopeError(f"{name}: the image is corrupt or truncated ({_short(e)})") from None

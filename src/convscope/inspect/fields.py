@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -39,14 +41,12 @@ def gradient_support(model: Model | nn.Module, layer: str, unit: tuple[int, int]
     generator = torch.Generator().manual_seed(seed)
     h, w = model.input_size
     x = torch.rand(trials, model.channels, h, w, generator=generator, dtype=torch.float64).to(model.device)
+    x = model.normalize(x)
     x.requires_grad_(True)
-    with frozen(model.net), Probe(model.net, [layer], stop_early=True) as probe:
-        net = model.net.double()
-        try:
-            acts = probe.forward(net, x)[layer]
-            (grad,) = torch.autograd.grad(acts[:, :, unit[0], unit[1]].sum(), x)
-        finally:
-            net.float()
+    net = copy.deepcopy(model.net).double()  # float64 so no tiny gradient underflows to zero
+    with frozen(net), Probe(net, [layer], stop_early=True) as probe:
+        acts = probe.forward(net, x)[layer]
+        (grad,) = torch.autograd.grad(acts[:, :, unit[0], unit[1]].sum(), x)
     rows, cols = torch.nonzero(grad.abs().sum(dim=(0, 1)) > 0, as_tuple=True)
     if rows.numel() == 0:
         raise ConvscopeError(f"no input pixel changes {layer} at {unit}")

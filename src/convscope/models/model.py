@@ -75,9 +75,13 @@ class Model:
 
 
 def as_model(model: Model | nn.Module) -> Model:
-    """Accepts a :class:`Model` or any ``nn.Module`` (taken as expecting [0, 1] RGB input)."""
+    """Accepts a :class:`Model` or any ``nn.Module``, which is taken to expect [0, 1] input with as
+    many channels (1 or 3) as its first convolution, at 224 x 224 unless told otherwise."""
     if isinstance(model, Model):
         return model
     if isinstance(model, nn.Module):
-        return Model(net=model, name=type(model).__name__)
+        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = first.in_channels if first is not None and first.in_channels in (1, 3) else 3
+        return Model(net=model, name=type(model).__name__, mean=(0.0,) * channels, std=(1.0,) * channels,
+                     channels=channels)
     raise ConvscopeError(f"expected a convscope Model or a torch.nn.Module, got {type(model).__name__}")
