@@ -58,6 +58,7 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             Image.fromarray(array).save(stream, format="PNG")
+        os.chmod(temporary, 0o644)  # mkstemp makes owner-only files
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

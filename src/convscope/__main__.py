@@ -1,0 +1,5 @@
+"""``python -m convscope`` runs the command line."""
+
+from convscope.cli import main
+
+main()

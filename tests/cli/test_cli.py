@@ -1,0 +1,103 @@
+"""The command line, run in-process through its real entry point."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convscope.cli import main
+
+
+def run(capsys, monkeypatch, *args) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["convscope", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit:
+        code = exit.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def cat_file(tmp_path):
+    from skimage import data
+    path = tmp_path / "cat.jpg"
+    Image.fromarray(data.chelsea()).save(path)
+    return path
+
+
+def test_classify_json(capsys, monkeypatch, cat_file):
+    code, out, _ = run(capsys, monkeypatch, "classify", cat_file, "--top", "3", "--json", "--device", "cpu")
+    assert code == 0
+    result = json.loads(out)
+    assert result[0]["image"] == str(cat_file)
+    top = result[0]["predictions"]
+    assert len(top) == 3 and 281 <= top[0]["index"] <= 285
+    assert set(top[0]) == {"index", "label", "probability"}
+
+
+def test_filters_and_activations_write_pictures(capsys, monkeypatch, tmp_path, cat_file):
+    assert run(capsys, monkeypatch, "filters", "-o", tmp_path / "f.png")[0] == 0
+    assert np.asarray(Image.open(tmp_path / "f.png")).std() > 10  # not a blank picture
+    code, out, _ = run(capsys, monkeypatch, "activations", cat_file, "--layer", "_blocks.3._swish",
+                       "--channel", "4", "-o", tmp_path / "a.png")
+    assert code == 0 and "channel 4" in out
+    assert Image.open(tmp_path / "a.png").size == (224, 224)
+
+
+def test_layers_lists_receptive_fields(capsys, monkeypatch):
+    code, out, _ = run(capsys, monkeypatch, "layers", "--model", "digits_cnn")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("features.2 "))
+    assert "32x8x8" in row and "5x5" in row and "4,640" in row  # two 3x3 convs: 5 pixels
+
+
+def bad_files(tmp_path, cat_file):
+    jpeg = cat_file.read_bytes()
+    (tmp_path / "corrupt.jpg").write_bytes(jpeg[:2000])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("just some text\n")
+    Image.new("1", (30000, 30000)).save(tmp_path / "huge.png")
+    return {
+        "corrupt jpeg": (["classify", tmp_path / "corrupt.jpg"], "corrupt or truncated"),
+        "empty file": (["classify", tmp_path / "empty.png"], "empty"),
+        "text named png": (["classify", tmp_path / "text.png"], "not a readable image"),
+        "30000x30000 png": (["classify", tmp_path / "huge.png"], "too large"),
+        "missing file": (["classify", tmp_path / "nope.jpg"], "no such file"),
+        "unknown layer": (["activations", cat_file, "--layer", "_blocks.3._swsh"], "closest: _blocks.3._swish"),
+        "unknown model": (["classify", cat_file, "--model", "resnet9000"], "unknown model 'resnet9000'"),
+        "unknown device": (["classify", cat_file, "--device", "tpu"], "unknown device 'tpu'"),
+    }
+
+
+@pytest.mark.parametrize("case", ["corrupt jpeg", "empty file", "text named png", "30000x30000 png",
+                                  "missing file", "unknown layer", "unknown model", "unknown device"])
+def test_bad_input_is_one_line_with_status_2_and_no_file(capsys, monkeypatch, tmp_path, cat_file, case):
+    args, message = bad_files(tmp_path, cat_file)[case]
+    output = tmp_path / "out.png"
+    if args[0] == "activations":
+        args = [*args, "-o", output]
+    code, _, err = run(capsys, monkeypatch, *args)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("convscope: error:") and message in err
+    assert "Traceback" not in err
+    assert not output.exists() and not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob("tmp*.png"))
+
+
+def test_bad_output_path_is_refused_before_work(capsys, monkeypatch, tmp_path):
+    code, _, err = run(capsys, monkeypatch, "filters", "-o", tmp_path / "missing" / "f.png")
+    assert code == 2 and "no such folder" in err
+    code, _, err = run(capsys, monkeypatch, "filters", "-o", tmp_path / "f.jpg")
+    assert code == 2 and ".png" in err
+
+
+def test_tour_writes_a_gallery(capsys, monkeypatch, tmp_path):
+    code, out, _ = run(capsys, monkeypatch, "tour", "-o", tmp_path / "tour", "--model", "digits_cnn")
+    assert code == 0
+    page = (tmp_path / "tour" / "index.html").read_text()
+    pictures = sorted(p.name for p in (tmp_path / "tour").glob("*.png"))
+    assert pictures and all(name in page for name in pictures)
+    assert "http" not in page  # offline: no external assets
