@@ -40,27 +40,24 @@ def _import(library: str):
 
 
 def _torchvision(models, name: str, state):
-    names = models.list_models()
-    if name not in names:
-        raise unknown_choice("torchvision model", name, names)
-    try:
-        return models.get_model(name, weights=None if state is not None else "DEFAULT")
-    except Exception as e:
-        raise ConvscopeError(f"torchvision:{name}: its weights are not in the local cache and cannot be "
-                             f"downloaded here ({str(e).splitlines()[0][:100]}); pass a weights file "
-                             f"as torchvision:{name}=FILE") from None
+    return _create("torchvision", name, models.list_models(),
+                   lambda: models.get_model(name, weights=None if state is not None else "DEFAULT"))
 
 
 def _timm(timm, name: str, state):
-    names = timm.list_models()
+    return _create("timm", name, timm.list_models(), lambda: timm.create_model(name, pretrained=state is None))
+
+
+def _create(library: str, name: str, names: list[str], create):
+    """Checks the name, then builds; a download that fails offline becomes a one-line error."""
     if name not in names:
-        raise unknown_choice("timm model", name, names)
+        raise unknown_choice(f"{library} model", name, names)
     try:
-        return timm.create_model(name, pretrained=state is None)
+        return create()
     except Exception as e:
-        raise ConvscopeError(f"timm:{name}: its weights are not in the local cache and cannot be "
+        raise ConvscopeError(f"{library}:{name}: its weights are not in the local cache and cannot be "
                              f"downloaded here ({str(e).splitlines()[0][:100]}); pass a weights file "
-                             f"as timm:{name}=FILE") from None
+                             f"as {library}:{name}=FILE") from None
 
 
 def _preprocessing(net) -> tuple[tuple, tuple, tuple[int, int]]:
