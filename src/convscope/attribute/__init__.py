@@ -1,0 +1,1 @@
+"""Reading the gradient of an objective w.r.t. the input image (and perturbation maps)."""

@@ -1,0 +1,45 @@
+"""The one attribution function: the gradient of an objective w.r.t. the input image."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from convscope.core.hooks import Probe, frozen
+from convscope.core.objectives import OUTPUT, Objective
+from convscope.core.rectifiers import RULES, rectifier_rule
+from convscope.errors import ConvscopeError
+from convscope.models.model import Model, as_model
+
+
+def attribute(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *,
+              rule: str = "gradient") -> torch.Tensor:
+    """Gradient of ``objective`` w.r.t. the pixels, for a batch, in one backward pass.
+
+    The per-example scores are summed before differentiating, which gives each example's own
+    gradient (the examples do not interact in eval mode). The forward stops at the deepest
+    layer the objective reads; parameters get no gradient; the model is left as it was.
+
+    Args:
+        model: a Model or network.
+        x: ``(B, C, H, W)`` images in [0, 1]; not modified.
+        objective: what to explain, e.g. ``class_logit(281)`` or ``channel("_blocks.6", 3)``.
+        rule: ``gradient`` (Simonyan et al. 2014), ``deconvnet`` (Zeiler & Fergus 2014) or
+            ``guided`` (Springenberg et al. 2015): the backward rule at every rectifier.
+
+    Returns:
+        ``(B, C, H, W)`` gradient, same shape and device as ``x`` after moving to the model.
+    """
+    if rule not in RULES:
+        raise ConvscopeError(f"unknown gradient rule {rule!r}; accepted: {', '.join(RULES)}")
+    model = as_model(model)
+    x = x.detach().to(model.device).clone().requires_grad_(True)
+    layers = [layer for layer in objective.layers if layer != OUTPUT]
+    reads_output = OUTPUT in objective.layers
+    with frozen(model.net), Probe(model.net, layers, stop_early=not reads_output) as probe, \
+            (rectifier_rule(rule) or nullcontext()):
+        acts = probe.forward(model, x)
+        (grad,) = torch.autograd.grad(objective(acts).sum(), x)
+    return grad
