@@ -43,3 +43,23 @@ def attribute(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *
         acts = probe.forward(model, x)
         (grad,) = torch.autograd.grad(objective(acts).sum(), x)
     return grad
+
+
+def layer_gradient(model: Model | nn.Module, x: torch.Tensor, objective: Objective, layer: str
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's activations and the objective's gradient w.r.t. them (what CAM methods need).
+
+    Backpropagation runs from the objective down to ``layer`` only: no parameter gradient is
+    computed (the model is frozen) and nothing below the layer is differentiated.
+
+    Returns:
+        ``(acts, grad)``, both ``(B, C, h, w)``, detached.
+    """
+    model = as_model(model)
+    x = x.detach().to(model.device).clone().requires_grad_(True)  # gives the layer a graph
+    layers = [name for name in (layer, *objective.layers) if name != OUTPUT]
+    reads_output = OUTPUT in objective.layers
+    with frozen(model.net), Probe(model.net, layers, stop_early=not reads_output) as probe:
+        acts = probe.forward(model, x)
+        (grad,) = torch.autograd.grad(objective(acts).sum(), acts[layer])
+        return acts[layer].detach(), grad.detach()
