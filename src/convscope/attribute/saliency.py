@@ -1,0 +1,103 @@
+"""One entry point for every gradient-based map, and the map's pictures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from convscope.attribute.averaged import integrated_gradients, smooth_grad
+from convscope.attribute.cam import grad_cam, guided_grad_cam
+from convscope.attribute.core import attribute
+from convscope.attribute.targets import objective_for
+from convscope.core.objectives import Objective
+from convscope.core.render import Picture, overlay, picture, side_by_side
+from convscope.errors import unknown_choice
+from convscope.models.model import Model, as_model
+
+
+def _rule(rule: str) -> Callable:
+    return lambda model, x, objective, layer: attribute(model, x, objective, rule=rule)
+
+
+#: Method name -> ``(model, x, objective, layer) -> (B, C, H, W) or (B, H, W)`` raw attribution.
+METHODS: dict[str, Callable] = {
+    "gradient": _rule("gradient"),
+    "deconvnet": _rule("deconvnet"),
+    "guided": _rule("guided"),
+    "gradcam": lambda model, x, objective, layer: grad_cam(model, x, objective, layer),
+    "gradcam++": lambda model, x, objective, layer: grad_cam(model, x, objective, layer, plus_plus=True),
+    "guided-gradcam": lambda model, x, objective, layer: guided_grad_cam(model, x, objective, layer),
+    "smoothgrad": lambda model, x, objective, layer: smooth_grad(model, x, objective),
+    "integrated-gradients": lambda model, x, objective, layer: integrated_gradients(model, x, objective),
+}
+#: Methods whose raw output is best seen as a colored image of the gradient itself.
+COLOR_METHODS = ("deconvnet", "guided", "guided-gradcam")
+CAM_METHODS = ("gradcam", "gradcam++", "guided-gradcam")
+
+
+@dataclass
+class Saliency:
+    """An attribution map of a batch of images.
+
+    Attributes:
+        method: the method's name.
+        raw: ``(B, C, H, W)`` for gradient methods, ``(B, H, W)`` for CAMs.
+        images: ``(B, 3, H, W)`` the explained images.
+        objective: what was explained.
+    """
+
+    method: str
+    raw: torch.Tensor
+    images: torch.Tensor
+    objective: Objective
+
+    @property
+    def map(self) -> torch.Tensor:
+        """``(B, H, W)`` float32: max over channels of the absolute attribution (Simonyan et al.)."""
+        raw = self.raw.detach().float().cpu()
+        return raw if raw.dim() == 3 else raw.abs().amax(dim=1)
+
+    def picture(self, index: int = 0) -> Picture:
+        """The image beside its map (a heat map, or the gradient itself in color)."""
+        image = self.images[index].cpu()
+        if self.method in COLOR_METHODS:
+            raw = self.raw[index].detach().float().cpu()
+            view = (0.5 + 0.5 * raw / raw.abs().max().clamp_min(1e-12)).expand(3, -1, -1)
+        else:
+            view = overlay(image, self.map[index], alpha=0.6, vmin=0.0)
+        return picture(side_by_side([image, view]), f"{self.method} of {self.objective.name}",
+                       method=self.method, objective=self.objective.name)
+
+    def _repr_png_(self) -> bytes:
+        return self.picture()._repr_png_()
+
+
+def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torch.Tensor | Objective | None = None,
+             *, method: str = "gradient", layer: str | None = None, channel: int | None = None,
+             position: tuple[int, int] | None = None) -> Saliency:
+    """Explains ``target`` for each image with a gradient method.
+
+    Args:
+        model: a Model or network.
+        x: ``(B, C, H, W)`` images in [0, 1].
+        target: class index or name (top class if None), a ``(B,)`` tensor, or an Objective.
+        method: one of :data:`METHODS`.
+        layer: the CAM layer for Grad-CAM methods (default: the last spatial one); for the
+            other methods, the layer of ``channel``.
+        channel, position: explain this channel of ``layer`` (or one unit at ``(y, x)``) instead
+            of a class.
+
+    Returns:
+        :class:`Saliency` with ``.map`` ``(B, H, W)`` and ``.picture()``.
+    """
+    if method not in METHODS:
+        raise unknown_choice("method", method, METHODS)
+    model = as_model(model)
+    x = x.to(model.device)
+    unit_layer = None if method in CAM_METHODS else layer
+    objective = objective_for(model, x, target, layer=unit_layer, channel_index=channel, position=position)
+    raw = METHODS[method](model, x, objective, layer if method in CAM_METHODS else None)
+    return Saliency(method, raw, model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective)

@@ -1,0 +1,104 @@
+"""Occlusion: incremental inference equals brute force; closed form on a linear model."""
+
+import pytest
+import torch
+from torch import nn
+
+import convscope as cs
+from convscope.attribute.occlusion import occlusion
+from convscope.core.incremental import IncrementalInference
+from tests.conftest import assert_unchanged, snapshot
+
+
+class Branchy(nn.Module):
+    """Strided, padded, dilated, depthwise convs, a residual sum, max pool and a dense head."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8),
+                                  nn.ReLU6())
+        self.branch = nn.Sequential(nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8), nn.ReLU(),
+                                    nn.Conv2d(8, 8, 1))
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.branch(x)
+        return self.head(self.pool(x))
+
+
+def brute(net, x, top, left, values):
+    copies = x.repeat(len(top), 1, 1, 1)
+    p = values.shape[-1]
+    for i, (t, l) in enumerate(zip(top.tolist(), left.tolist())):
+        copies[i, :, t:t + p, l:l + p] = values[i]
+    return net(copies)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_incremental_equals_brute_force_on_a_branchy_net(channels_last):
+    net = Branchy().eval()
+    x = torch.rand(1, 3, 23, 23)
+    top, left = torch.tensor([0, 5, 17, 11]), torch.tensor([3, 0, 17, 9])
+    values = torch.rand(4, 3, 6, 6)
+    with torch.no_grad():
+        got = IncrementalInference(net, x, channels_last=channels_last)(top, left, values)
+        torch.testing.assert_close(got, brute(net, x, top, left, values), rtol=0, atol=1e-5)
+
+
+def test_exact_mode_equals_brute_force_on_default_model(lite0, cat):
+    rows = dict(patch=32, stride=48)  # a coarse grid keeps the test quick; the engine is the same
+    exact = occlusion(lite0, cat, 285, mode="exact", **rows)
+    reference = occlusion(lite0, cat, 285, mode="brute", **rows)
+    assert (exact.probabilities - reference.probabilities).abs().max() < 1e-4
+    assert exact.probabilities.shape == (1, 5, 5)  # offsets 0, 48, 96, 144 and the flush 192
+
+
+def test_linear_model_closed_form():
+    """For softmax over [w.x, 0] the occluded logit is w.x - w_patch.(x_patch - fill)."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2, bias=False))
+    with torch.no_grad():
+        net[1].weight[1] = 0
+    x = torch.rand(1, 3, 8, 8)
+    result = occlusion(net, x, 0, patch=4, stride=4, fill="zero")
+    w = net[1].weight[0].view(3, 8, 8)
+    for i, t in enumerate((0, 4)):
+        for j, l in enumerate((0, 4)):
+            logit = (w * x[0]).sum() - (w * x[0])[:, t:t + 4, l:l + 4].sum()
+            assert torch.isclose(result.probabilities[0, i, j], torch.sigmoid(logit), atol=1e-6)
+
+
+def test_chunk_size_and_batch_do_not_change_results(digits):
+    x = torch.rand(2, 1, 8, 8)
+    maps = [occlusion(digits, x, torch.tensor([3, 5]), patch=3, stride=2, chunk_size=c).probabilities
+            for c in (1, 2, 3)]
+    torch.testing.assert_close(maps[0], maps[1])
+    torch.testing.assert_close(maps[0], maps[2])
+    single = occlusion(digits, x[1:], 5, patch=3, stride=2).probabilities
+    torch.testing.assert_close(maps[0][1:], single)
+
+
+@pytest.mark.parametrize("fill", ["zero", "grey", "mean", "blur"])
+def test_fills_and_fast_mode_run_and_leave_the_model_alone(digits, fill):
+    before = snapshot(digits.net)
+    x = torch.rand(1, 1, 8, 8)
+    result = occlusion(digits, x, 2, patch=3, stride=1, fill=fill, mode="fast")
+    assert result.attribution.shape == (1, 8, 8) and torch.isfinite(result.attribution).all()
+    exact = occlusion(digits, x, 2, patch=3, stride=1, fill=fill)
+    known = result.probabilities[0, ::2, ::2]          # the coarse pass is exact
+    torch.testing.assert_close(known, exact.probabilities[0, ::2, ::2], rtol=0, atol=1e-5)
+    assert_unchanged(before, digits.net)
+
+
+def test_bad_arguments_are_refused(digits):
+    x = torch.rand(1, 1, 8, 8)
+    with pytest.raises(cs.ConvscopeError, match="unknown fill"):
+        occlusion(digits, x, 0, fill="pink")
+    with pytest.raises(cs.ConvscopeError, match="at most the image side"):
+        occlusion(digits, x, 0, patch=9)
