@@ -65,9 +65,11 @@ class Saliency:
         image = self.images[index].cpu()
         if self.method in COLOR_METHODS:
             raw = self.raw[index].detach().float().cpu()
-            view = (0.5 + 0.5 * raw / raw.abs().max().clamp_min(1e-12)).expand(3, -1, -1)
+            scale = raw.abs().flatten().quantile(0.995).clamp_min(1e-12)  # a few extreme pixels would hide the rest
+            view = (0.5 + 0.5 * raw / scale).clamp(0, 1).expand(3, -1, -1)
         else:
-            view = overlay(image, self.map[index], alpha=0.6, vmin=0.0)
+            heat = self.map[index]
+            view = overlay(image, heat, alpha=0.6, vmin=0.0, vmax=float(heat.flatten().quantile(0.99)))
         return picture(side_by_side([image, view]), f"{self.method} of {self.objective.name}",
                        method=self.method, objective=self.objective.name)
 

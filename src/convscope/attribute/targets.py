@@ -41,4 +41,8 @@ def objective_for(model: Model, x: torch.Tensor, target: int | str | torch.Tenso
         if position is not None:
             return neuron(layer, channel_index, *position)
         return channel(layer, channel_index)
-    return class_logit(class_indices(model, x, target))
+    indices = class_indices(model, x, target)
+    objective = class_logit(indices)
+    if bool((indices == indices[0]).all()):
+        objective.name = f"{model.label(int(indices[0]))} ({int(indices[0])})"
+    return objective

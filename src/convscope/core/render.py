@@ -155,3 +155,35 @@ def draw_boxes(image: torch.Tensor, boxes: list[tuple[int, int, int, int]], colo
     for (top, left, bottom, right), color in zip(boxes, colors):
         pen.rectangle([left, top, right, bottom], outline=color, width=width)
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
+
+
+def save_array(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Saves one array as ``.npy`` or several as ``.npz``, atomically."""
+    path = Path(path)
+    if path.suffix not in (".npy", ".npz") or (path.suffix == ".npy" and len(arrays) != 1):
+        raise ConvscopeError(f"{path}: arrays are saved as .npy (one array) or .npz (several)")
+    if not path.parent.exists():
+        raise ConvscopeError(f"{path.parent}: no such folder for the output")
+    handle, temporary = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            if path.suffix == ".npy":
+                np.save(stream, next(iter(arrays.values())))
+            else:
+                np.savez(stream, **arrays)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def figure_picture(figure, caption: str = "", **numbers) -> Picture:
+    """Renders a matplotlib figure to a :class:`Picture` (and closes it)."""
+    import matplotlib.pyplot as plt
+
+    figure.canvas.draw()
+    array = np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+    plt.close(figure)
+    return Picture(array, caption, numbers)

@@ -1,0 +1,95 @@
+"""Commands that explain a prediction: saliency (every gradient method), occlusion, segment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convscope.attribute.occlusion import occlusion as occlusion_map
+from convscope.attribute.saliency import METHODS
+from convscope.attribute.saliency import saliency as saliency_map
+from convscope.attribute.segment import segment as segment_object
+from convscope.attribute.targets import class_indices
+from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model
+from convscope.core.images import load_image
+from convscope.core.render import save_array, save_png
+from convscope.errors import ConvscopeError, unknown_choice
+from convscope.models import DEFAULT_MODEL
+
+TargetOption = Annotated[str | None, typer.Option(help="Class name or index (default: the top class).")]
+ArrayOption = Annotated[Path | None, typer.Option(help="Also save the raw map (H x W float32) here.")]
+
+
+@app.command()
+def saliency(image: Annotated[Path, typer.Argument(help="Image file.")], output: OutputOption,
+             method: Annotated[str, typer.Option(help=", ".join(METHODS))] = "gradient",
+             target: TargetOption = None,
+             layer: Annotated[str | None, typer.Option(help="CAM layer, or the layer of --channel.")] = None,
+             channel: Annotated[int | None, typer.Option(help="Explain this channel of --layer.")] = None,
+             neuron: Annotated[str | None, typer.Option(help="Y,X: one unit of --channel.")] = None,
+             save_array_to: Annotated[Path | None, typer.Option("--save-array", help="Raw map, .npy.")] = None,
+             model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Explain a prediction with a gradient method (saliency, deconvnet, guided, Grad-CAM, ...)."""
+    check_output(output)
+    if save_array_to:
+        check_output(save_array_to, ".npy")
+    if method not in METHODS:
+        raise unknown_choice("method", method, METHODS)
+    net = open_model(model, device)
+    x = load_image(image, size=net.input_size)
+    result = saliency_map(net, x, target, method=method, layer=layer, channel=channel, position=_position(neuron))
+    picture = result.picture()
+    if save_array_to:
+        save_array(save_array_to, map=result.map[0].numpy())
+    picture.save(output)
+    typer.echo(f"{output}: {picture.caption}")
+
+
+@app.command()
+def occlusion(image: Annotated[Path, typer.Argument(help="Image file.")], output: OutputOption,
+              target: TargetOption = None,
+              patch: Annotated[int, typer.Option(help="Patch side in pixels.")] = 16,
+              stride: Annotated[int, typer.Option(help="Step between patch positions.")] = 8,
+              fill: Annotated[str, typer.Option(help="zero, grey, mean or blur.")] = "grey",
+              mode: Annotated[str, typer.Option(help="exact, fast or brute.")] = "exact",
+              save_array_to: Annotated[Path | None, typer.Option("--save-array", help="Maps, .npz.")] = None,
+              model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Slide a patch over the image and map the target probability (Zeiler & Fergus)."""
+    check_output(output)
+    if save_array_to:
+        check_output(save_array_to, ".npz")
+    net = open_model(model, device)
+    x = load_image(image, size=net.input_size)
+    index = class_indices(net, x, target)
+    result = occlusion_map(net, x, index, patch=patch, stride=stride, fill=fill, mode=mode, progress=True)
+    picture = result.picture()
+    if save_array_to:
+        save_array(save_array_to, map=result.attribution[0].numpy(), probabilities=result.probabilities[0].numpy(),
+                   baseline=result.baseline.numpy())
+    picture.save(output)
+    typer.echo(f"{output}: {net.label(int(index[0]))}: {picture.caption}")
+
+
+@app.command()
+def segment(image: Annotated[Path, typer.Argument(help="Image file.")],
+            output: Annotated[Path, typer.Option("--output", "-o", help="Mask PNG (white = object).")],
+            target: TargetOption = None, model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Segment the object of a class from its saliency map (seeds + GrabCut)."""
+    check_output(output)
+    net = open_model(model, device)
+    x = load_image(image, size=net.input_size)
+    result = segment_object(net, x, class_indices(net, x, target))
+    save_png((result.masks[0].numpy() * 255).astype("uint8"), output)
+    typer.echo(f"{output}: {result.picture().caption}")
+
+
+def _position(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        y, x = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ConvscopeError(f"--neuron {text!r}: expected Y,X, e.g. 3,4") from None
+    return y, x
