@@ -101,3 +101,47 @@ def test_tour_writes_a_gallery(capsys, monkeypatch, tmp_path):
     pictures = sorted(p.name for p in (tmp_path / "tour").glob("*.png"))
     assert pictures and all(name in page for name in pictures)
     assert "http" not in page  # offline: no external assets
+
+
+@pytest.mark.parametrize("method", ["gradient", "guided", "gradcam++", "integrated-gradients"])
+def test_saliency_writes_picture_and_raw_map(capsys, monkeypatch, tmp_path, method):
+    from skimage import data
+    path = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(path)
+    args = ["saliency", path, "--method", method, "--target", "Espresso", "-o", tmp_path / "s.png",
+            "--save-array", tmp_path / "s.npy"]
+    code, out, _ = run(capsys, monkeypatch, *args)
+    assert code == 0 and "espresso (967)" in out
+    raw = np.load(tmp_path / "s.npy")
+    assert raw.shape == (224, 224) and raw.dtype == np.float32 and raw.max() > 0
+
+
+def test_occlusion_saves_grid_and_map(capsys, monkeypatch, tmp_path, cat_file):
+    args = ["occlusion", cat_file, "--patch", "56", "--stride", "56", "-o", tmp_path / "o.png",
+            "--save-array", tmp_path / "o.npz"]
+    assert run(capsys, monkeypatch, *args)[0] == 0
+    saved = np.load(tmp_path / "o.npz")
+    assert saved["probabilities"].shape == (4, 4) and saved["map"].shape == (224, 224)
+    # the map is the mean drop of the patches covering a pixel: here exactly one patch each
+    assert np.isclose(saved["map"][0, 0], saved["baseline"][0] - saved["probabilities"][0, 0], atol=1e-6)
+
+
+def test_segment_writes_a_binary_mask(capsys, monkeypatch, tmp_path, cat_file):
+    pytest.importorskip("cv2")
+    assert run(capsys, monkeypatch, "segment", cat_file, "-o", tmp_path / "m.png")[0] == 0
+    mask = np.asarray(Image.open(tmp_path / "m.png"))
+    assert set(np.unique(mask)) <= {0, 255} and 0 < (mask == 255).mean() < 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["saliency", "--method", "gradcam+++"], "unknown method 'gradcam+++'; closest: gradcam++"),
+    (["saliency", "--target", "expresso"], "did you mean: espresso (967)"),
+    (["saliency", "--neuron", "3"], "expected Y,X"),
+    (["occlusion", "--fill", "pink"], "unknown fill 'pink'"),
+    (["occlusion", "--patch", "500"], "at most the image side"),
+])
+def test_attribution_mistakes_are_one_line(capsys, monkeypatch, tmp_path, cat_file, args, message):
+    output = tmp_path / "out.png"
+    code, _, err = run(capsys, monkeypatch, args[0], cat_file, *args[1:], "-o", output)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not output.exists()

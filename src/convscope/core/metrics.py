@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float | None = None, sigma: float = 1.5) -> float:
-    """Structural similarity (Wang et al. 2004) with an 11x11 Gaussian window (sigma 1.5).
+    """Structural similarity (Wang et al. 2004) with an 11x11 Gaussian window (sigma 1.5), as skimage
+    computes it with ``gaussian_weights=True, use_sample_covariance=False``.
 
     Args:
         a, b: ``(H, W)`` or ``(C, H, W)`` images of equal shape; channels are averaged.
@@ -22,7 +23,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float | None = None, s
     if data_range is None:
         data_range = float(torch.maximum(a.max(), b.max()) - torch.minimum(a.min(), b.min())) or 1.0
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    radius = 5
+    radius = max(0, min(5, (min(a.shape[-2:]) - 1) // 2))  # 11x11, smaller only for tiny images
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-offsets**2 / (2 * sigma**2))
     kernel = (kernel / kernel.sum())

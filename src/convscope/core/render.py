@@ -38,6 +38,10 @@ class Picture:
         """Writes the picture as PNG atomically: no partial file is ever left behind."""
         return save_png(self.array, path)
 
+    def array_tensor(self) -> torch.Tensor:
+        """The pixels as a ``(3, H, W)`` tensor in [0, 1]."""
+        return torch.from_numpy(self.array).permute(2, 0, 1).float() / 255
+
     def to_pil(self) -> Image.Image:
         return Image.fromarray(self.array)
 

@@ -73,6 +73,7 @@ def _take(shot: Shot, folder: Path, number: int) -> Entry:
     started = time.perf_counter()
     result = shot.make()
     seconds = time.perf_counter() - started
-    file = f"{number:03d}-{re.sub(r'[^a-z0-9]+', '-', shot.title.lower()).strip('-')[:60]}.png"
+    slug = re.sub(r"[^a-z0-9]+", "-", shot.title.lower().replace("++", " plus plus")).strip("-")[:60]
+    file = f"{number:03d}-{slug}.png"
     result.save(folder / file)
     return Entry(shot.section, shot.title, file, result.caption, result.numbers, seconds)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from convscope.tour.attribute_shots import attribute_shots
 from convscope.tour.inspect_shots import inspect_shots
 from convscope.tour.runner import Shot, TourContext
 
-SECTIONS = [inspect_shots]
+SECTIONS = [inspect_shots, attribute_shots]
 
 
 def all_shots(context: TourContext) -> list[Shot]:

@@ -1,0 +1,75 @@
+"""Tour section: gradients to the image, CAMs, occlusion, segmentation and the sanity check."""
+
+from __future__ import annotations
+
+import time
+
+from convscope.attribute.occlusion import occlusion
+from convscope.attribute.saliency import METHODS, saliency
+from convscope.attribute.sanity import sanity_check
+from convscope.attribute.segment import segment
+from convscope.core.metrics import ssim
+from convscope.core.render import figure_picture, picture, side_by_side
+from convscope.samples import sample_image
+from convscope.tour.runner import Shot, TourContext
+
+SECTION = "Attribution: gradients to the image"
+SANITY_METHODS = ("gradient", "guided", "gradcam", "smoothgrad")
+
+
+def attribute_shots(context: TourContext) -> list[Shot]:
+    model = context.model
+    cat = sample_image("cat", size=model.input_size)
+    coffee = sample_image("coffee", size=model.input_size)
+    shots = [Shot(SECTION, f"{method} (cat)", _method(model, cat, method)) for method in METHODS]
+    shots.append(Shot(SECTION, "guided (coffee)", _method(model, coffee, "guided")))
+    shots.append(Shot(SECTION, "Grad-CAM (coffee)", _method(model, coffee, "gradcam")))
+    shots.append(Shot(SECTION, "Occlusion exact vs fast (coffee)", lambda: _occlusion(model, coffee)))
+    shots.append(Shot(SECTION, "Segmentation from saliency (coffee)", lambda: _segment(model, coffee)))
+    shots.append(Shot(SECTION, "Sanity check: top layers randomized", lambda: _sanity(model, cat)))
+    return shots
+
+
+def _method(model, x, method: str):
+    return lambda: saliency(model, x, method=method).picture()
+
+
+def _occlusion(model, x):
+    patch = max(2, min(x.shape[-2:]) // 14)  # 16 px at 224, as Zeiler & Fergus's grey squares
+    settings = dict(patch=patch, stride=max(1, patch // 2))
+    started = time.perf_counter()
+    exact = occlusion(model, x, _top(model, x), mode="exact", **settings)
+    exact_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    fast = occlusion(model, x, _top(model, x), mode="fast", **settings)
+    fast_seconds = time.perf_counter() - started
+    similarity = ssim(fast.attribution[0], exact.attribution[0])
+    image = side_by_side([exact.picture().array_tensor(), fast.picture().array_tensor()[:, :, x.shape[-1]:]])
+    return picture(image, f"exact {exact_seconds:.1f} s | fast {fast_seconds:.1f} s, SSIM {similarity:.2f} to exact",
+                   exact_seconds=exact_seconds, fast_seconds=fast_seconds, ssim=similarity,
+                   baseline=float(exact.baseline[0]))
+
+
+def _top(model, x) -> int:
+    from convscope.inspect.predictions import probabilities
+
+    return int(probabilities(model, x).argmax())
+
+
+def _segment(model, x):
+    return segment(model, x).picture()
+
+
+def _sanity(model, x):
+    import matplotlib.pyplot as plt
+
+    target = _top(model, x)
+    scores = {method: sanity_check(model, x, target, method=method) for method in SANITY_METHODS}
+    figure, axes = plt.subplots(figsize=(5, 3), dpi=90)
+    axes.bar(list(scores), list(scores.values()), color="#4a7bd0")
+    axes.set_ylim(-0.2, 1.0)
+    axes.set_ylabel("rank correlation")
+    axes.set_title("map of trained vs top-3-randomized model")
+    figure.tight_layout()
+    caption = "; ".join(f"{m} {v:.2f}" for m, v in scores.items()) + " (near 1: the map ignores the weights)"
+    return figure_picture(figure, caption, **scores)
