@@ -14,8 +14,9 @@ from convscope.core.hooks import Probe, frozen
 from convscope.core.objectives import OUTPUT, Objective
 from convscope.models.model import Model, as_model
 
-#: Examples per forward/backward on the CPU (measured fastest for the default model) and on GPUs.
-CPU_CHUNK, GPU_CHUNK = 16, 128
+#: Examples per forward/backward: 4 measured fastest on a 2-core CPU for the default model (2.58 s for
+#: 50 IG steps vs 3.07 s at 16); larger batches keep GPUs busy.
+CPU_CHUNK, GPU_CHUNK = 4, 128
 
 
 def smooth_grad(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, samples: int = 25,

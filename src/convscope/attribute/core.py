@@ -56,10 +56,10 @@ def layer_gradient(model: Model | nn.Module, x: torch.Tensor, objective: Objecti
         ``(acts, grad)``, both ``(B, C, h, w)``, detached.
     """
     model = as_model(model)
-    x = x.detach().to(model.device).clone().requires_grad_(True)  # gives the layer a graph
-    layers = [name for name in (layer, *objective.layers) if name != OUTPUT]
+    x = x.detach().to(model.device)
+    layers = [name for name in objective.layers if name != OUTPUT]
     reads_output = OUTPUT in objective.layers
-    with frozen(model.net), Probe(model.net, layers, stop_early=not reads_output) as probe:
+    with frozen(model.net), Probe(model.net, layers, stop_early=not reads_output, leaves=[layer]) as probe:
         acts = probe.forward(model, x)
         (grad,) = torch.autograd.grad(objective(acts).sum(), acts[layer])
         return acts[layer].detach(), grad.detach()

@@ -39,14 +39,17 @@ class Probe:
             module that runs several times in one forward (``name`` alone is its first call).
         stop_early: end the forward once every layer is captured (saves the rest of the net).
         detach: store detached tensors (no graph kept) instead of tensors with their graph.
+        leaves: layers whose output is replaced by a detached copy that requires grad, so that
+            autograd records the forward only from there on (gradients w.r.t. a layer, cheaply).
     """
 
     def __init__(self, net: nn.Module, layers: Sequence[str], *, stop_early: bool = False,
-                 detach: bool = False) -> None:
+                 detach: bool = False, leaves: Sequence[str] = ()) -> None:
         self.net = net
-        self.refs = [resolve(net, name) for name in dict.fromkeys(layers)]
+        self.refs = [resolve(net, name) for name in dict.fromkeys([*layers, *leaves])]
         self.stop_early = stop_early
         self.detach = detach
+        self.leaves = set(leaves)
         self.acts: dict[str, torch.Tensor] = {}
         self._calls: dict[str, int] = {}
         self._handles: list = []
@@ -75,13 +78,17 @@ class Probe:
         self._calls = {}
 
     def _capture(self, ref: LayerRef) -> Callable:
-        def hook(module: nn.Module, inputs, output) -> None:
+        def hook(module: nn.Module, inputs, output):
             calls = self._calls.get(ref.name, 0)
             self._calls[ref.name] = calls + 1
-            if calls == ref.call and isinstance(output, torch.Tensor):
-                self.acts[ref.name] = output.detach() if self.detach else output
-                if self.stop_early and len(self.acts) == len(self.refs):
-                    raise _ForwardStopped
+            if calls != ref.call or not isinstance(output, torch.Tensor):
+                return None
+            if ref.name in self.leaves:
+                output = output.detach().requires_grad_(True)
+            self.acts[ref.name] = output.detach() if self.detach else output
+            if self.stop_early and len(self.acts) == len(self.refs):
+                raise _ForwardStopped
+            return output if ref.name in self.leaves else None
         return hook
 
     def forward(self, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:

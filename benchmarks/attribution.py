@@ -1,0 +1,140 @@
+"""Attribution speed on the default model, against Captum and pytorch-grad-cam, in one run.
+
+Run: python benchmarks/attribution.py [--repeats 3]
+Needs: pip install captum && pip install --no-deps grad-cam ttach
+(pytorch-grad-cam hard-imports torchvision, which has no CPU build here: a stand-in module
+with the three names it imports is put in sys.modules below; the CAM code path does not use them.)
+
+Prints seconds per 224x224 image and the speed-up of convscope over each peer on the same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import types
+
+import torch
+
+import convscope as cs
+from convscope.attribute.averaged import integrated_gradients
+from convscope.attribute.cam import grad_cam
+from convscope.attribute.core import attribute
+from convscope.attribute.occlusion import occlusion
+from convscope.core.metrics import ssim
+from convscope.core.objectives import class_logit
+
+TARGET = 285  # Egyptian cat
+
+
+def stub_torchvision() -> None:
+    """Just enough torchvision for pytorch-grad-cam's imports."""
+    vision = types.ModuleType("torchvision")
+    transforms = types.ModuleType("torchvision.transforms")
+    functional = types.ModuleType("torchvision.transforms.functional")
+    transforms.Compose = transforms.Normalize = transforms.ToTensor = object
+    functional.resize = None
+    vision.transforms, transforms.functional = transforms, functional
+    for name, module in {"torchvision": vision, "torchvision.transforms": transforms,
+                         "torchvision.transforms.functional": functional}.items():
+        sys.modules.setdefault(name, module)
+
+
+def seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    from captum.attr import Deconvolution, GuidedBackprop, IntegratedGradients, Occlusion, Saliency
+
+    model = cs.load_model(device=args.device)
+    x = cs.sample_image("cat", size=224).to(model.device)
+    net = model.net
+    wrapped = torch.nn.Sequential(_Normalize(model), net).eval()
+    leaf = lambda: x.clone().requires_grad_(True)  # noqa: E731
+    rows = []
+
+    def floor():
+        z = leaf()
+        torch.autograd.grad(model(z)[0, TARGET], z)
+    base = seconds(floor, args.repeats)
+    rows.append(("forward+backward floor", base, None, None))
+    for rule, peer in (("gradient", Saliency), ("deconvnet", Deconvolution), ("guided", GuidedBackprop)):
+        ours = seconds(lambda: attribute(model, x, class_logit(TARGET), rule=rule), args.repeats)
+        kwargs = {"abs": False} if peer is Saliency else {}
+        theirs = seconds(lambda: peer(wrapped).attribute(leaf(), target=TARGET, **kwargs), args.repeats)
+        rows.append((f"{rule} (vs Captum {peer.__name__})", ours, theirs, base))
+    captum_guided = GuidedBackprop(wrapped).attribute(leaf(), target=TARGET)
+    plain = attribute(model, x, class_logit(TARGET))
+    same = torch.allclose(captum_guided, plain)
+
+    ig = lambda: integrated_gradients(model, x, class_logit(TARGET), steps=50, tolerance=float("inf"))  # noqa: E731
+    ours = seconds(ig, 1)
+    rows.append(("integrated gradients, 50 steps (vs Captum default batch)", ours,
+                 seconds(lambda: IntegratedGradients(wrapped).attribute(x, target=TARGET, n_steps=50), 1), None))
+    best = min(seconds(lambda: IntegratedGradients(wrapped).attribute(x, target=TARGET, n_steps=50,
+                                                                      internal_batch_size=b), 1) for b in (4, 8, 16))
+    rows.append(("integrated gradients, 50 steps (vs Captum best batch 4/8/16)", ours, best, None))
+
+    stub_torchvision()
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    layer = net._swish  # its last call is the 1280x7x7 head activation: pytorch-grad-cam keeps the last
+    with GradCAM(model=wrapped, target_layers=[layer]) as peer_cam:
+        theirs = seconds(lambda: peer_cam(input_tensor=x, targets=[ClassifierOutputTarget(TARGET)]), args.repeats)
+    ours = seconds(lambda: grad_cam(model, x, class_logit(TARGET), "_swish@1"), args.repeats)
+    rows.append(("Grad-CAM (vs pytorch-grad-cam GradCAM)", ours, theirs, None))
+
+    occlude = dict(sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8), target=TARGET, baselines=0.5)
+    with torch.no_grad():
+        probs = lambda z: model(z).softmax(-1)  # noqa: E731
+        captum_default = seconds(lambda: Occlusion(probs).attribute(x, **occlude), 1)
+        captum_best = min(seconds(lambda: Occlusion(probs).attribute(x, perturbations_per_eval=p, **occlude), 1)
+                          for p in (2, 4, 8))
+    exact_map = occlusion(model, x, TARGET, mode="exact")
+    exact = seconds(lambda: occlusion(model, x, TARGET, mode="exact"), 1)
+    fast_map = occlusion(model, x, TARGET, mode="fast")
+    fast = seconds(lambda: occlusion(model, x, TARGET, mode="fast"), 1)
+    rows.append(("occlusion exact (vs Captum default)", exact, captum_default, None))
+    rows.append(("occlusion exact (vs Captum best batch 2/4/8)", exact, captum_best, None))
+    rows.append(("occlusion fast (vs Captum best batch)", fast, captum_best, None))
+    print_table(rows, model.device)
+    print(f"\nCaptum GuidedBackprop on the default model equals the plain gradient: {same} "
+          f"(it hooks nn.ReLU modules only; this model uses ReLU6)")
+    print(f"occlusion fast vs exact: SSIM {ssim(fast_map.attribution[0], exact_map.attribution[0]):.3f}")
+
+
+class _Normalize(torch.nn.Module):
+    """The model's normalization as a module, so peers see the same pixel-space network."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.normalize(x)
+
+
+def print_table(rows, device) -> None:
+    print(f"device: {device}, threads: {torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"{'work':<62} {'convscope s':>11} {'peer s':>9} {'speed-up':>9} {'vs floor':>9}")
+    for name, ours, theirs, floor in rows:
+        peer = f"{theirs:9.3f}" if theirs else " " * 9
+        ratio = f"{theirs / ours:8.2f}x" if theirs else " " * 9
+        to_floor = f"{ours / floor:8.2f}x" if floor else " " * 9
+        print(f"{name:<62} {ours:11.3f} {peer} {ratio} {to_floor}")
+
+
+if __name__ == "__main__":
+    main()
