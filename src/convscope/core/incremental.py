@@ -136,7 +136,7 @@ class IncrementalInference:
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
         convert = lambda t: _convert(t, self.layout)  # noqa: E731
         self.nodes = [_Node(n.func, tree_map(convert, n.args), tree_map(convert, n.kwargs), tree_map(convert, n.out))
-                      for n in recorder.nodes]
+                      for n in _fold_batch_norms(recorder.nodes)]
 
     def __call__(self, top: torch.Tensor, left: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Output of each copy: the image with ``values`` ``(N, C, h, w)`` pasted at ``(top, left)``."""
@@ -150,6 +150,8 @@ class IncrementalInference:
         return _dense(_item(states[self.output_ref.node], self.output_ref.item), len(top))
 
     def _step(self, node: _Node, states: list, count: int):
+        if node.func is _ALIAS:
+            return [states[node.args[0].node]]
         inputs = [_item(states[a.node], a.item) for a in tree_flatten((node.args, node.kwargs))[0]
                   if isinstance(a, _Ref)]
         windows = [s for s in inputs if isinstance(s, Window)]
@@ -217,6 +219,41 @@ class IncrementalInference:
         if node.func in RESHAPES:  # the trace's batch of 1 becomes the copies' count
             args = (args[0].contiguous(), [count, *args[1][1:]], *args[2:])
         return node.func(*args, **tree_map(swap, node.kwargs))
+
+
+_ALIAS = object()  # a folded batch norm: its output is its input's (item 0)
+_BATCH_NORMS = {aten.native_batch_norm.default: 7, aten._native_batch_norm_legit_no_training.default: 6}
+
+
+def _fold_batch_norms(nodes: list[_Node]) -> list[_Node]:
+    """Merges each eval-mode batch norm into the convolution feeding only it (one op instead of two).
+
+    ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``:
+    equal to the two ops up to float rounding.
+    """
+    uses: dict[int, int] = {}
+    for node in nodes:
+        for a in tree_flatten((node.args, node.kwargs))[0]:
+            if isinstance(a, _Ref):
+                uses[a.node] = uses.get(a.node, 0) + 1
+    nodes = list(nodes)
+    for i, node in enumerate(nodes):
+        eps_at = _BATCH_NORMS.get(node.func)
+        source = node.args[0] if eps_at else None
+        if not isinstance(source, _Ref) or source.item is not None or uses.get(source.node) != 1:
+            continue
+        conv = nodes[source.node]
+        training = node.func is aten.native_batch_norm.default and node.args[5]
+        if conv.func is not aten.convolution.default or conv.args[6] or training or node.args[1] is None:
+            continue
+        gamma, beta, mean, var, eps = node.args[1], node.args[2], node.args[3], node.args[4], node.args[eps_at]
+        scale = gamma / torch.sqrt(var + eps)
+        weight = conv.args[1] * scale.view(-1, 1, 1, 1)
+        bias = (conv.args[2] if conv.args[2] is not None else torch.zeros_like(mean)) - mean
+        nodes[source.node] = _Node(conv.func, (conv.args[0], weight, bias * scale + beta, *conv.args[3:]),
+                                   conv.kwargs, node.out[0])
+        nodes[i] = _Node(_ALIAS, (source,), {}, node.out)
+    return nodes
 
 
 def _convert(value, layout: torch.memory_format):
