@@ -9,7 +9,8 @@ bit-identical; only the backward changes:
 
 * deconvnet (Zeiler & Fergus 2014): pass back only the positive part of the gradient;
 * guided (Springenberg et al. 2015): positive gradient, and only where the input was in the
-  rectifier's linear range.
+  rectifier's linear range (the native backward of the call, with a hook making the incoming
+  gradient positive — no Python autograd function, so it costs almost nothing).
 
 Smooth activations (SiLU, GELU, ...) have no such rule: they are refused, never ignored.
 """
@@ -25,29 +26,20 @@ from convscope.errors import ConvscopeError
 RULES = ("gradient", "deconvnet", "guided")
 
 
-class _Rectify(torch.autograd.Function):
-    """``clamp(x, low, high)`` forward, the chosen rule backward.
-
-    The guided rule's mask is saved rather than ``x``, so an in-place rectifier may overwrite ``x``.
-    """
+class _Deconvolve(torch.autograd.Function):
+    """``clamp(x, low, high)`` forward; backward passes the positive gradient, ignoring the forward."""
 
     @staticmethod
-    def forward(ctx, x, low, high, rule):
-        ctx.rule = rule
-        if rule == "guided":
-            linear = x > low
-            if high is not None:
-                linear &= x < high
-            ctx.save_for_backward(linear)
+    def forward(ctx, x, low, high):
         return x.clamp(low, high)
 
     @staticmethod
     def backward(ctx, grad):
-        positive = grad.clamp_min(0)
-        if ctx.rule == "deconvnet":
-            return positive, None, None, None
-        (linear,) = ctx.saved_tensors
-        return positive * linear, None, None, None
+        return grad.clamp_min(0), None, None
+
+
+def _positive(grad: torch.Tensor) -> torch.Tensor:
+    return grad.clamp_min(0)
 
 
 def _relu(x, inplace=False):
@@ -97,9 +89,16 @@ class RectifierRule(TorchFunctionMode):
                                  f"gradient or Grad-CAM")
         if func not in _RECTIFIERS:
             return func(*args, **kwargs)
-        x, low, high, inplace = _RECTIFIERS[func](*args, **kwargs)
         self.calls += 1
-        out = _Rectify.apply(x, low, high, self.rule)
+        if self.rule == "guided":
+            # The native backward already zeroes the gradient outside the linear range; the
+            # hook makes the gradient arriving at the output positive first.
+            out = func(*args, **kwargs)
+            if out.requires_grad:
+                out.register_hook(_positive)
+            return out
+        x, low, high, inplace = _RECTIFIERS[func](*args, **kwargs)
+        out = _Deconvolve.apply(x, low, high)
         return x.copy_(out) if inplace else out
 
 
