@@ -7,8 +7,9 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from convscope.core.hooks import Probe, frozen
-from convscope.core.objectives import OUTPUT, Objective
+from convscope.core.evaluate import read, score
+from convscope.core.hooks import frozen
+from convscope.core.objectives import Objective
 from convscope.core.rectifiers import RULES, rectifier_rule
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
@@ -36,12 +37,8 @@ def attribute(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *
         raise ConvscopeError(f"unknown gradient rule {rule!r}; accepted: {', '.join(RULES)}")
     model = as_model(model)
     x = x.detach().to(model.device).clone().requires_grad_(True)
-    layers = [layer for layer in objective.layers if layer != OUTPUT]
-    reads_output = OUTPUT in objective.layers
-    with frozen(model.net), Probe(model.net, layers, stop_early=not reads_output) as probe, \
-            (rectifier_rule(rule) or nullcontext()):
-        acts = probe.forward(model, x)
-        (grad,) = torch.autograd.grad(objective(acts).sum(), x)
+    with frozen(model.net), (rectifier_rule(rule) or nullcontext()):
+        (grad,) = torch.autograd.grad(score(model, x, objective).sum(), x)
     return grad
 
 
@@ -57,9 +54,7 @@ def layer_gradient(model: Model | nn.Module, x: torch.Tensor, objective: Objecti
     """
     model = as_model(model)
     x = x.detach().to(model.device)
-    layers = [name for name in objective.layers if name != OUTPUT]
-    reads_output = OUTPUT in objective.layers
-    with frozen(model.net), Probe(model.net, layers, stop_early=not reads_output, leaves=[layer]) as probe:
-        acts = probe.forward(model, x)
+    with frozen(model.net):
+        acts = read(model, x, objective, leaves=[layer])
         (grad,) = torch.autograd.grad(objective(acts).sum(), acts[layer])
-        return acts[layer].detach(), grad.detach()
+    return acts[layer].detach(), grad.detach()

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from convscope.core.hooks import frozen
 from convscope.core.incremental import IncrementalInference
 from convscope.core.render import Picture, overlay, picture, side_by_side
+from convscope.core.smoothing import gaussian_blur
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
 
@@ -194,13 +195,7 @@ def _fill_source(x: torch.Tensor, fill: str) -> torch.Tensor:
         return torch.full_like(x, 0.5)
     if fill == "mean":
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
-    radius = max(x.shape[-1] // 32, 2)
-    kernel = torch.exp(-torch.arange(-2 * radius, 2 * radius + 1, device=x.device) ** 2 / (2 * radius**2))
-    kernel = (kernel / kernel.sum()).to(x.dtype)
-    channels = x.shape[1]
-    padded = F.pad(x, (2 * radius,) * 4, mode="replicate")
-    blurred = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(blurred, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    return gaussian_blur(x, float(max(x.shape[-1] // 32, 2)))
 
 
 def _patches(source: torch.Tensor, top: torch.Tensor, left: torch.Tensor, patch: int) -> torch.Tensor:

@@ -30,3 +30,14 @@ def check_output(path: Path, suffix: str = ".png") -> Path:
     if not path.parent.is_dir():
         raise ConvscopeError(f"{path.parent}: no such folder for the output")
     return path
+
+
+def parse_position(text: str | None) -> tuple[int, int] | None:
+    """``"Y,X"`` -> ``(y, x)``; None stays None."""
+    if text is None:
+        return None
+    try:
+        y, x = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ConvscopeError(f"--neuron {text!r}: expected Y,X, e.g. 3,4") from None
+    return y, x

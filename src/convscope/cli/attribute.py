@@ -12,7 +12,7 @@ from convscope.attribute.saliency import METHODS
 from convscope.attribute.saliency import saliency as saliency_map
 from convscope.attribute.segment import segment as segment_object
 from convscope.attribute.targets import class_indices
-from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model
+from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model, parse_position
 from convscope.core.images import load_image
 from convscope.core.render import save_array, save_png
 from convscope.errors import ConvscopeError, unknown_choice
@@ -39,7 +39,7 @@ def saliency(image: Annotated[Path, typer.Argument(help="Image file.")], output:
         raise unknown_choice("method", method, METHODS)
     net = open_model(model, device)
     x = load_image(image, size=net.input_size)
-    result = saliency_map(net, x, target, method=method, layer=layer, channel=channel, position=_position(neuron))
+    result = saliency_map(net, x, target, method=method, layer=layer, channel=channel, position=parse_position(neuron))
     picture = result.picture()
     if save_array_to:
         save_array(save_array_to, map=result.map[0].numpy())
@@ -83,13 +83,3 @@ def segment(image: Annotated[Path, typer.Argument(help="Image file.")],
     result = segment_object(net, x, class_indices(net, x, target))
     save_png((result.masks[0].numpy() * 255).astype("uint8"), output)
     typer.echo(f"{output}: {result.picture().caption}")
-
-
-def _position(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        y, x = (int(part) for part in text.split(","))
-    except ValueError:
-        raise ConvscopeError(f"--neuron {text!r}: expected Y,X, e.g. 3,4") from None
-    return y, x

@@ -1,20 +1,22 @@
 """Objectives: differentiable scores to MAXIMIZE, one value per example, that compose.
 
 An objective reads activations captured by :class:`~convscope.core.hooks.Probe` (its
-``layers``; ``"output"`` means the model's logits) and returns a ``(B,)`` score. Attribution
-reads the gradient of the score w.r.t. the input; optimization follows it. Only the
-optimizer negates; objectives never do.
+``layers``; ``"output"`` means the model's logits, ``"input"`` the pixels ``(B, C, H, W)`` in
+[0, 1] before any transform) and returns a ``(B,)`` score. Attribution reads the gradient of
+the score w.r.t. the input; optimization follows it. Only the optimizer negates; objectives
+never do, so penalties (L2, total variation, feature distances) are written as negative scores.
 
 >>> objective = channel("_blocks.6", 7) - 1e-3 * neuron("_blocks.6", 7, 3, 3)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 OUTPUT = "output"
+INPUT = "input"
 Activations = Mapping[str, torch.Tensor]
 
 
@@ -79,21 +81,83 @@ def class_log_probability(index: int | torch.Tensor) -> Objective:
                      f"log p[{_show(index)}]")
 
 
-def channel(layer: str, index: int) -> Objective:
-    """The mean activation of one channel of a ``(B, C, H, W)`` layer."""
-    return Objective(lambda acts: acts[layer][:, index].flatten(1).mean(1), (layer,), f"{layer}[{index}]")
+def channel(layer: str, index: int | torch.Tensor) -> Objective:
+    """The mean activation of one channel of a ``(B, C, H, W)`` layer; ``index`` may be ``(B,)``."""
+    return Objective(lambda acts: _pick(acts[layer].flatten(2).mean(2), index), (layer,), f"{layer}[{_show(index)}]")
 
 
-def neuron(layer: str, index: int, y: int | None = None, x: int | None = None) -> Objective:
-    """One unit: channel ``index`` at position ``(y, x)`` (the center when omitted)."""
+def neuron(layer: str, index: int | torch.Tensor, y: int | None = None, x: int | None = None) -> Objective:
+    """One unit: channel ``index`` (or ``(B,)`` channels) at ``(y, x)`` (the center when omitted)."""
     def score(acts):
         a = acts[layer]
         if a.dim() == 2:
-            return a[:, index]
+            return _pick(a, index)
         row = a.shape[-2] // 2 if y is None else y
         col = a.shape[-1] // 2 if x is None else x
-        return a[:, index, row, col]
-    return Objective(score, (layer,), f"{layer}[{index}, {y}, {x}]")
+        return _pick(a[:, :, row, col], index)
+    return Objective(score, (layer,), f"{layer}[{_show(index)}, {y}, {x}]")
+
+
+def layer_norm(layer: str) -> Objective:
+    """Mean squared activation of a layer (DeepDream's L2 objective): ``(a ** 2).mean()`` per example."""
+    return Objective(lambda acts: acts[layer].pow(2).flatten(1).mean(1), (layer,), f"|{layer}|^2")
+
+
+def feature_match(layer: str, target: torch.Tensor) -> Objective:
+    """Minus the relative squared distance of a layer's code to ``target`` (Mahendran & Vedaldi):
+    ``-|a - target|^2 / |target|^2`` per example; ``target`` is ``(B or 1, ...)`` like the layer."""
+    target = target.detach()
+
+    def score(acts):
+        difference = (acts[layer] - target.to(acts[layer].device)).flatten(1).pow(2).sum(1)
+        return -difference / target.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+    return Objective(score, (layer,), f"match {layer}")
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, C)`` Gram matrices (which channels fire together), divided by ``H*W``."""
+    flat = features.flatten(2)
+    return flat @ flat.transpose(1, 2) / flat.shape[-1]
+
+
+def gram_match(layer: str, target: torch.Tensor) -> Objective:
+    """Minus the mean squared difference of a layer's Gram matrix to ``target`` ``(B or 1, C, C)`` (Gatys)."""
+    target = target.detach()
+    return Objective(lambda acts: -(gram(acts[layer]) - target.to(acts[layer].device)).flatten(1).pow(2).mean(1),
+                     (layer,), f"gram {layer}")
+
+
+def diversity(layer: str) -> Objective:
+    """Minus each example's mean cosine similarity to the others' Gram matrices (Olah et al. 2017):
+    maximizing it pushes a batch optimized for one target toward different solutions."""
+    def score(acts):
+        flat = torch.nn.functional.normalize(gram(acts[layer]).flatten(1), dim=1)
+        similarity = flat @ flat.T
+        count = max(len(flat) - 1, 1)
+        return -(similarity.sum(1) - similarity.diagonal()) / count
+    return Objective(score, (layer,), f"diversity {layer}")
+
+
+def l2(layer: str = INPUT, center: float | Sequence[float] = 0.5) -> Objective:
+    """Minus the mean squared distance of a layer (by default the pixels) to ``center`` (a value,
+    or one per channel): L2 decay."""
+    def score(acts):
+        a = acts[layer]
+        c = torch.as_tensor(center, dtype=a.dtype, device=a.device)
+        c = c.view(1, -1, *([1] * (a.dim() - 2))) if c.dim() else c
+        return -(a - c).pow(2).flatten(1).mean(1)
+    return Objective(score, (layer,), f"l2 {layer}")
+
+
+def total_variation(layer: str = INPUT, beta: float = 2.0) -> Objective:
+    """Minus the mean total variation ``(dx^2 + dy^2)^(beta/2)`` of a ``(B, C, H, W)`` tensor
+    (Mahendran & Vedaldi's V^beta prior; the pixels by default)."""
+    def score(acts):
+        a = acts[layer]
+        dy = a[..., 1:, :-1] - a[..., :-1, :-1]
+        dx = a[..., :-1, 1:] - a[..., :-1, :-1]
+        return -(dx.pow(2) + dy.pow(2) + 1e-8).pow(beta / 2).flatten(1).mean(1)
+    return Objective(score, (layer,), f"tv {layer}")
 
 
 def custom(fn: Callable[[Activations], torch.Tensor], layers: tuple[str, ...] | list[str], name: str = "custom"

@@ -191,3 +191,21 @@ def figure_picture(figure, caption: str = "", **numbers) -> Picture:
     array = np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
     plt.close(figure)
     return Picture(array, caption, numbers)
+
+
+def labelled(shown: Picture) -> Picture:
+    """The picture with its caption written above it (a figure for reports and READMEs)."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    height, width = shown.array.shape[:2]
+    canvas_width = max(width, 320)
+    lines = textwrap.wrap(shown.caption, width=canvas_width // 7) or [""]
+    title = 16 * len(lines) + 8
+    figure = plt.figure(figsize=(canvas_width / 100, (height + title) / 100), dpi=100)
+    axes = figure.add_axes(((1 - width / canvas_width) / 2, 0, width / canvas_width, height / (height + title)))
+    axes.imshow(shown.array)
+    axes.axis("off")
+    figure.text(0.5, 1 - 4 / (height + title), "\n".join(lines), ha="center", va="top", fontsize=9)
+    return figure_picture(figure, shown.caption, **shown.numbers)

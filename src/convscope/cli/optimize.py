@@ -1,0 +1,84 @@
+"""Commands that optimize the image: visualize (classes, channels, neurons) and invert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model, parse_position
+from convscope.core.images import load_image
+from convscope.core.render import labelled, picture
+from convscope.errors import ConvscopeError, unknown_choice
+from convscope.models import DEFAULT_MODEL
+from convscope.optimize.invert import invert as invert_image
+from convscope.optimize.render import Rendering
+from convscope.optimize.visualize import RECIPES, visualize_channel, visualize_class
+
+#: ``--param`` picks the recipe that optimizes that parametrization.
+PARAM_RECIPES = {"fourier": "fourier", "pixel": "yosinski"}
+FigureOption = Annotated[Path | None, typer.Option(help="Also write a labelled figure (PNG) here.")]
+StepsOption = Annotated[int | None, typer.Option(help="Optimizer steps.")]
+SeedOption = Annotated[int, typer.Option(help="Random seed (same seed, same image on the CPU).")]
+
+
+@app.command()
+def visualize(output: OutputOption,
+              target: Annotated[str | None, typer.Option(help="Class name or index to visualize.")] = None,
+              layer: Annotated[str | None, typer.Option(help="Layer of --channel.")] = None,
+              channel: Annotated[int | None, typer.Option(help="Channel of --layer to visualize.")] = None,
+              neuron: Annotated[str | None, typer.Option(help="Y,X: one unit of --channel.")] = None,
+              param: Annotated[str, typer.Option(help="fourier (decorrelated, robust) or pixel (Yosinski priors).")]
+              = "fourier",
+              recipe: Annotated[str | None, typer.Option(help=f"Overrides --param: {', '.join(RECIPES)}.")] = None,
+              steps: StepsOption = None,
+              size: Annotated[int | None, typer.Option(help="Image side (default: 224 for classes, 128 for units).")]
+              = None,
+              seed: SeedOption = 0, figure: FigureOption = None,
+              model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """The image that maximizes a class or a channel/neuron (-o writes the image itself)."""
+    _check_outputs(output, figure)
+    if (target is None) == (channel is None):
+        raise ConvscopeError("give either --target CLASS or --layer L --channel C")
+    if param not in PARAM_RECIPES:
+        raise unknown_choice("parametrization", param, PARAM_RECIPES)
+    net = open_model(model, device)
+    options = dict(recipe=recipe or PARAM_RECIPES[param], steps=steps, seed=seed, progress=True)
+    if size is not None:
+        options["size"] = size
+    if target is not None:
+        result = visualize_class(net, [target], **options)
+    else:
+        if layer is None:
+            raise ConvscopeError("--channel needs --layer")
+        result = visualize_channel(net, layer, channel, position=parse_position(neuron), **options)
+    _save(result, output, figure)
+
+
+@app.command()
+def invert(image: Annotated[Path, typer.Argument(help="Image file.")], output: OutputOption,
+           layer: Annotated[str, typer.Option(help="Layer whose code is inverted.")],
+           steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 200,
+           seed: SeedOption = 0, figure: FigureOption = None,
+           model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Reconstruct an image from its code at a layer (Mahendran & Vedaldi)."""
+    _check_outputs(output, figure)
+    net = open_model(model, device)
+    x = load_image(image, size=net.input_size)
+    _save(invert_image(net, x, layer, steps=steps, seed=seed, progress=True), output, figure)
+
+
+def _check_outputs(output: Path, figure: Path | None) -> None:
+    check_output(output)
+    if figure is not None:
+        check_output(figure)
+
+
+def _save(result: Rendering, output: Path, figure: Path | None) -> None:
+    picture(result.images[0]).save(output)
+    shown = result.picture()
+    if figure is not None:
+        labelled(shown).save(figure)
+    typer.echo(f"{output}: {shown.caption}; final score {float(result.scores[-1, 0]):.3f}"
+               + (" (interrupted)" if result.interrupted else ""))

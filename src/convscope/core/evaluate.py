@@ -1,0 +1,34 @@
+"""Running a model for an objective: one forward pass that captures exactly what it reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from convscope.core.hooks import Probe
+from convscope.core.objectives import INPUT, OUTPUT, Objective
+from convscope.models.model import Model
+
+
+def read(model: Model, x: torch.Tensor, objective: Objective, *, leaves: Sequence[str] = ()
+         ) -> dict[str, torch.Tensor]:
+    """The activations ``objective`` reads for pixels ``x`` ``(B, C, H, W)`` in [0, 1].
+
+    The forward stops at the deepest layer the objective reads unless it reads the logits
+    (``"output"``); ``"input"`` is ``x`` itself. ``leaves`` start autograd afresh at those layers
+    (see :class:`~convscope.core.hooks.Probe`). Hooks are removed before returning; the returned
+    tensors keep their graph.
+    """
+    layers = [layer for layer in objective.layers if layer not in (OUTPUT, INPUT)]
+    if not layers and OUTPUT not in objective.layers and not leaves:
+        return {INPUT: x}
+    with Probe(model.net, layers, stop_early=OUTPUT not in objective.layers, leaves=leaves) as probe:
+        acts = probe.forward(model, x)
+    acts[INPUT] = x
+    return acts
+
+
+def score(model: Model, x: torch.Tensor, objective: Objective, *, leaves: Sequence[str] = ()) -> torch.Tensor:
+    """``(B,)`` values of ``objective`` for pixels ``x`` (with the graph, unless under no_grad)."""
+    return objective(read(model, x, objective, leaves=leaves))

@@ -1,0 +1,116 @@
+"""Image parametrizations: what the optimizer actually changes.
+
+* :class:`PixelImage` — the pixels themselves, kept in [0, 1] by projection after each step
+  (what Simonyan et al. 2014 and Yosinski et al. 2015 optimize).
+* :class:`FourierImage` — a scaled Fourier spectrum in decorrelated color, squashed by a
+  sigmoid (Olah et al., Distill 2017): gradient steps favor low frequencies, which is what makes
+  visualizations of modern networks recognizable instead of high-frequency noise.
+
+Both give ``image()`` as ``(B, 3, H, W)`` in [0, 1] and can start from an existing image
+(``from_image``), which is how the octave schedule carries an image to a larger size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convscope.errors import ConvscopeError
+from convscope.optimize.color import from_rgb, to_rgb
+
+STARTS = ("noise", "zero", "grey")
+PARAMS = ("pixel", "fourier")
+#: Standard deviation of the starting noise in each parametrization's own space.
+NOISE = {"pixel": 0.05, "fourier": 0.01}
+
+
+class ImageParam:
+    """A batch of images computed from optimizable tensors."""
+
+    tensors: list[torch.Tensor]
+
+    def image(self) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1], differentiable w.r.t. :attr:`tensors`."""
+        raise NotImplementedError
+
+    def project(self) -> None:
+        """Brings the tensors back into their valid set after an optimizer step (in place)."""
+
+
+class PixelImage(ImageParam):
+    """Raw pixels ``(B, 3, H, W)``, clamped to [0, 1] after every step."""
+
+    def __init__(self, pixels: torch.Tensor) -> None:
+        self.pixels = pixels.detach().clone().clamp(0, 1).requires_grad_(True)
+        self.tensors = [self.pixels]
+
+    def image(self) -> torch.Tensor:
+        return self.pixels
+
+    def project(self) -> None:
+        with torch.no_grad():
+            self.pixels.clamp_(0, 1)
+
+
+class FourierImage(ImageParam):
+    """A spectrum ``(B, 3, H, W//2+1)`` (complex, as two reals) scaled by ``1 / frequency^decay``,
+    transformed to decorrelated color, then to RGB, then squashed into [0, 1] by a sigmoid."""
+
+    def __init__(self, spectrum: torch.Tensor, size: tuple[int, int], decay: float = 1.0) -> None:
+        self.size, self.decay = size, decay
+        self.spectrum = spectrum.detach().clone().requires_grad_(True)
+        self.tensors = [self.spectrum]
+        self.scale = _frequency_scale(size, decay, spectrum.device)
+
+    def image(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex(self.spectrum) * self.scale
+        decorrelated = torch.fft.irfft2(spectrum, s=self.size, norm="ortho") / 4
+        return torch.sigmoid(to_rgb(decorrelated))
+
+    @classmethod
+    def from_image(cls, x: torch.Tensor, decay: float = 1.0) -> "FourierImage":
+        """The parametrization whose ``image()`` equals ``x`` ``(B, 3, H, W)`` (pixels clipped to
+        [0.001, 0.999], where the sigmoid is invertible)."""
+        size = tuple(x.shape[-2:])
+        decorrelated = from_rgb(torch.logit(x.clamp(1e-3, 1 - 1e-3)))
+        spectrum = torch.fft.rfft2(decorrelated * 4, norm="ortho") / _frequency_scale(size, decay, x.device)
+        return cls(torch.view_as_real(spectrum.contiguous()), size, decay)
+
+
+def make_param(kind: str, batch: int, size: tuple[int, int], *, start: str | torch.Tensor = "noise",
+               center: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> ImageParam:
+    """A parametrization of ``batch`` images of ``size`` ``(H, W)``.
+
+    Args:
+        kind: ``pixel`` or ``fourier``.
+        start: ``noise`` (small random values around ``center``), ``zero`` (``center``: the
+            model's mean color, the zero of its normalized input, as Simonyan et al. start),
+            ``grey`` (0.5), or a ``(B, 3, H, W)`` image.
+        center: ``(3,)`` the mean color (default grey).
+        generator: source of the noise (seeded for reproducible runs).
+    """
+    if kind not in PARAMS:
+        raise ConvscopeError(f"unknown parametrization {kind!r}; accepted: {', '.join(PARAMS)}")
+    if not isinstance(start, torch.Tensor) and start not in STARTS:
+        raise ConvscopeError(f"unknown start {start!r}; accepted: {', '.join(STARTS)}, or an image")
+    center = torch.full((3,), 0.5) if center is None or start == "grey" else torch.as_tensor(center).float()
+    if isinstance(start, torch.Tensor):
+        image = start.detach().float().cpu().expand(batch, 3, *size)
+    else:
+        image = center.view(1, 3, 1, 1).expand(batch, 3, *size)
+    image = image.clamp(0.01, 0.99).to(device)
+    param = PixelImage(image) if kind == "pixel" else FourierImage.from_image(image)
+    if isinstance(start, str) and start == "noise":
+        with torch.no_grad():
+            for tensor in param.tensors:
+                tensor.add_(NOISE[kind] * torch.randn(tensor.shape, generator=generator).to(tensor))
+        param.project()
+    return param
+
+
+def _frequency_scale(size: tuple[int, int], decay: float, device) -> torch.Tensor:
+    """``(H, W//2+1)`` the factor ``1 / max(f, 1/max(H, W))^decay`` applied to each frequency."""
+    fy = torch.fft.fftfreq(size[0], device=device)[:, None]
+    fx = torch.fft.rfftfreq(size[1], device=device)[None, :]
+    frequency = (fy**2 + fx**2).sqrt()
+    return 1.0 / frequency.clamp_min(1.0 / max(size)) ** decay

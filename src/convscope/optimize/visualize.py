@@ -1,0 +1,122 @@
+"""What a class or a unit responds to: the image that maximizes it (activation maximization).
+
+Three recipes, all the same render loop with different parts:
+
+* ``fourier`` — Olah et al., Distill 2017: Fourier parametrization in decorrelated color, robust
+  to jitter, scale and rotation, Adam. Recognizable objects on modern networks.
+* ``simonyan`` — Simonyan, Vedaldi, Zisserman 2014: raw pixels from the zero image (the model's
+  mean color), the class logit minus an L2 penalty, plain gradient steps.
+* ``yosinski`` — Yosinski et al. 2015: raw pixels, jitter, and the decay / blur / clipping priors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from convscope.attribute.targets import class_indices
+from convscope.core.layers import resolve
+from convscope.core.objectives import Objective, channel, class_logit, l2, neuron
+from convscope.errors import ConvscopeError, unknown_choice
+from convscope.models.model import Model, as_model
+from convscope.optimize.params import make_param
+from convscope.optimize.priors import yosinski_priors
+from convscope.optimize.render import FrameCallback, Rendering, render
+from convscope.optimize.transforms import jitter_only, standard_transforms
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to optimize: parametrization, start, optimizer, step size, robustness, priors."""
+
+    param: str
+    start: str
+    optimizer: str
+    lr: float
+    transforms: str = "standard"  # standard | jitter | none
+    l2_weight: float = 0.0
+    priors: dict = field(default_factory=dict)
+    steps: int = 256
+
+
+RECIPES = {
+    "fourier": Recipe("fourier", "noise", "adam", 0.05),
+    "simonyan": Recipe("pixel", "zero", "sgd", 0.5, transforms="none", l2_weight=3.0, steps=200),
+    "yosinski": Recipe("pixel", "zero", "sgd", 0.5, transforms="jitter", priors=dict(decay=0.01, blur_sigma=0.5),
+                       steps=200),
+}
+
+
+def visualize(model: Model | nn.Module, objective: Objective, *, batch: int = 1, recipe: str = "fourier",
+              size: int | tuple[int, int] | None = None, steps: int | None = None, seed: int = 0,
+              input_size: tuple[int, int] | None = None, progress: bool = False,
+              callback: FrameCallback | None = None) -> Rendering:
+    """The ``batch`` images that maximize ``objective`` under a recipe (see the module docstring).
+
+    Args:
+        size: side (or ``(H, W)``) of the optimized image; the model's input size by default.
+        steps: optimizer steps (the recipe's default when None).
+        seed: start noise and transforms; the same seed gives the same image on the CPU.
+        input_size: resize to this before the model (a small image goes in at its own size).
+
+    Returns:
+        A :class:`~convscope.optimize.render.Rendering` with ``(batch, 3, H, W)`` images.
+    """
+    if recipe not in RECIPES:
+        raise unknown_choice("recipe", recipe, RECIPES)
+    model = as_model(model)
+    settings = RECIPES[recipe]
+    hw = _size(size or model.input_size)
+    generator = torch.Generator().manual_seed(seed)
+    param = make_param(settings.param, batch, hw, start=settings.start, center=torch.tensor(model.mean),
+                       generator=generator, device=model.device)
+    if settings.l2_weight:
+        objective = objective + settings.l2_weight * l2(center=model.mean)
+    return render(model, objective, param, steps=steps or settings.steps, optimizer=settings.optimizer,
+                  lr=settings.lr, transforms=_transforms(settings.transforms, hw), seed=seed,
+                  priors=yosinski_priors(**settings.priors) if settings.priors else (),
+                  input_size=input_size, progress=progress, callback=callback)
+
+
+def visualize_class(model: Model | nn.Module, classes: Sequence[int | str] | int | str, **options) -> Rendering:
+    """One image per class (names or indices, optimized as one batch) maximizing its logit.
+
+    ``options`` are those of :func:`visualize`.
+    """
+    model = as_model(model)
+    names = [classes] if isinstance(classes, (int, str)) else list(classes)
+    indices = torch.cat([class_indices(model, torch.zeros(1), name) for name in names])
+    result = visualize(model, class_logit(indices), batch=len(indices), **options)
+    result.name = "class " + ", ".join(model.label(int(i)) for i in indices)
+    return result
+
+
+def visualize_channel(model: Model | nn.Module, layer: str, channels: Sequence[int] | int, *,
+                      position: tuple[int, int] | None = None, **options) -> Rendering:
+    """One image per channel of ``layer`` maximizing its mean activation, or, with ``position``
+    ``(y, x)``, the single unit there (``options`` as in :func:`visualize`; 128 px by default)."""
+    model = as_model(model)
+    resolve(model.net, layer)
+    chosen = torch.tensor([channels] if isinstance(channels, int) else list(channels))
+    objective = neuron(layer, chosen, *position) if position is not None else channel(layer, chosen)
+    options.setdefault("size", 128)
+    result = visualize(model, objective, batch=len(chosen), **options)
+    result.name = f"{layer} channel{'s' if len(chosen) > 1 else ''} {', '.join(map(str, chosen.tolist()))}" + \
+        (f" at {position}" if position is not None else "")
+    return result
+
+
+def _size(size: int | tuple[int, int]) -> tuple[int, int]:
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if min(hw) < 8:
+        raise ConvscopeError(f"image size {hw} is too small; give at least 8 pixels a side")
+    return hw
+
+
+def _transforms(kind: str, size: tuple[int, int]):
+    if kind == "standard":
+        return standard_transforms(scale=min(size) / 224)
+    return jitter_only(max(1, min(size) // 28)) if kind == "jitter" else None
