@@ -145,3 +145,28 @@ def test_attribution_mistakes_are_one_line(capsys, monkeypatch, tmp_path, cat_fi
     code, _, err = run(capsys, monkeypatch, args[0], cat_file, *args[1:], "-o", output)
     assert code == 2 and message in err and err.count("\n") == 1
     assert not output.exists()
+
+
+def test_visualize_writes_the_optimized_image_and_a_figure(capsys, monkeypatch, tmp_path):
+    out, figure = tmp_path / "v.png", tmp_path / "fig.png"
+    code, text, _ = run(capsys, monkeypatch, "visualize", "--layer", "_blocks.4", "--channel", "2", "--steps", "3",
+                        "--size", "64", "-o", out, "--figure", figure, "--device", "cpu")
+    assert code == 0 and "_blocks.4 channel 2" in text
+    assert Image.open(out).size == (64, 64)
+    assert Image.open(figure).size[1] > 64
+
+
+def test_visualize_needs_one_target(capsys, monkeypatch, tmp_path):
+    out = tmp_path / "v.png"
+    code, _, err = run(capsys, monkeypatch, "visualize", "--target", "goldfish", "--layer", "_blocks.4",
+                       "--channel", "1", "-o", out)
+    assert code == 2 and "either --target" in err and not out.exists()
+    code, _, err = run(capsys, monkeypatch, "visualize", "--target", "goldfsh", "--steps", "1", "-o", out)
+    assert code == 2 and "goldfish" in err and not out.exists()
+
+
+def test_invert(capsys, monkeypatch, tmp_path, cat_file):
+    out = tmp_path / "inv.png"
+    code, text, _ = run(capsys, monkeypatch, "invert", cat_file, "--layer", "_blocks.1", "--steps", "3", "-o", out)
+    assert code == 0 and "inverted from _blocks.1" in text
+    assert Image.open(out).size == (224, 224)

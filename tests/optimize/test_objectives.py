@@ -1,0 +1,52 @@
+"""The optimization objectives against hand-computed values."""
+
+import pytest
+import torch
+
+from convscope.core.objectives import (INPUT, diversity, feature_match, gram, gram_match, l2, layer_norm,
+                                       total_variation)
+
+
+def test_layer_norm_is_mean_square():
+    a = torch.tensor([[[[1.0, -2.0], [3.0, 0.0]]]])
+    assert layer_norm("x")({"x": a}).item() == pytest.approx((1 + 4 + 9 + 0) / 4)
+
+
+def test_gram_equals_loop():
+    a = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    expected = torch.zeros(2, 3, 3)
+    for b in range(2):
+        for i in range(3):
+            for j in range(3):
+                expected[b, i, j] = (a[b, i] * a[b, j]).sum() / 20
+    assert torch.allclose(gram(a), expected, atol=1e-6)
+    assert gram_match("x", gram(a))({"x": a}).abs().max() == 0
+    assert gram_match("x", gram(a))({"x": 2 * a})[0] == pytest.approx(-(3 * gram(a)[0]).pow(2).mean().item())
+
+
+def test_feature_match_is_relative_distance():
+    target = torch.tensor([[3.0, 4.0]])
+    assert feature_match("x", target)({"x": torch.tensor([[3.0, 4.0]])}).item() == 0
+    assert feature_match("x", target)({"x": torch.tensor([[0.0, 0.0]])}).item() == pytest.approx(-1.0)
+
+
+def test_total_variation_by_hand():
+    x = torch.tensor([[[[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [2.0, 2.0, 2.0]]]])
+    # differences at the 4 top-left pixels: (dx, dy) = (1,0), (0,0), (1,2), (0,1)
+    expected = (1 + 0 + 5 + 1) / 4
+    assert -total_variation()({INPUT: x}).item() == pytest.approx(expected, rel=1e-5)
+    assert -total_variation(beta=1)({INPUT: x}).item() == pytest.approx((1 + 0 + 5**0.5 + 1) / 4, rel=1e-4)
+
+
+def test_l2_with_per_channel_center():
+    x = torch.stack([torch.full((2, 2), v) for v in (0.1, 0.2, 0.3)])[None]
+    assert l2(center=(0.1, 0.2, 0.3))({INPUT: x}).item() == pytest.approx(0, abs=1e-12)
+    assert l2(center=0.0)({INPUT: x}).item() == pytest.approx(-(0.01 + 0.04 + 0.09) / 3)
+
+
+def test_diversity_is_minus_one_for_copies_and_higher_for_different():
+    a = torch.rand(1, 4, 3, 3, generator=torch.Generator().manual_seed(1))
+    same = diversity("x")({"x": a.expand(3, -1, -1, -1)})
+    assert torch.allclose(same, torch.full((3,), -1.0), atol=1e-6)
+    other = torch.rand(1, 4, 3, 3, generator=torch.Generator().manual_seed(2)) ** 4
+    assert (diversity("x")({"x": torch.cat([a, other])}) > -1 + 1e-3).all()
