@@ -86,14 +86,14 @@ def make_param(kind: str, batch: int, size: tuple[int, int], *, start: str | tor
         start: ``noise`` (small random values around ``center``), ``zero`` (``center``: the
             model's mean color, the zero of its normalized input, as Simonyan et al. start),
             ``grey`` (0.5), or a ``(B, 3, H, W)`` image.
-        center: ``(3,)`` the mean color (default grey).
+        center: ``(3,)`` the mean color, or ``(1,)`` a gray level (default 0.5).
         generator: source of the noise (seeded for reproducible runs).
     """
     if kind not in PARAMS:
         raise ConvscopeError(f"unknown parametrization {kind!r}; accepted: {', '.join(PARAMS)}")
     if not isinstance(start, torch.Tensor) and start not in STARTS:
         raise ConvscopeError(f"unknown start {start!r}; accepted: {', '.join(STARTS)}, or an image")
-    center = torch.full((3,), 0.5) if center is None or start == "grey" else torch.as_tensor(center).float()
+    center = torch.full((3,), 0.5) if center is None or start == "grey" else torch.as_tensor(center).float().expand(3)
     if isinstance(start, torch.Tensor):
         image = start.detach().float().cpu().expand(batch, 3, *size)
     else:
