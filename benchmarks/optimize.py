@@ -57,7 +57,8 @@ class Pixels(torch.nn.Module):
 
 
 def lucent_rate(model: cs.Model, steps: int) -> float:
-    from lucent.optvis import objectives, param, render as lucent_render
+    from lucent.optvis import objectives, param
+    from lucent.optvis import render as lucent_render
 
     wrapped = Pixels(model).eval()
     objective = objectives.channel("net_" + LAYER.replace(".", "_"), CHANNEL)

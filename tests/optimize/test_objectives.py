@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from convscope.core.objectives import (INPUT, diversity, feature_match, gram, gram_match, l2, layer_norm,
-                                       total_variation)
+from convscope.core.objectives import INPUT, diversity, feature_match, gram, gram_match, l2, layer_norm, total_variation
 
 
 def test_layer_norm_is_mean_square():

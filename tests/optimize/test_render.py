@@ -85,3 +85,14 @@ def test_bad_settings_are_refused():
         render(net, channel("conv1", 0), make_param("pixel", 1, (8, 8)), optimizer="rmsprop")
     with pytest.raises(ConvscopeError, match="pixel parametrization"):
         render(net, channel("conv1", 0), make_param("fourier", 1, (8, 8)), priors=yosinski_priors())
+
+
+def test_octave_schedule_grows_to_the_final_size():
+    from convscope.optimize.octaves import octave_sizes, render_octaves
+
+    assert octave_sizes((100, 70), 3, scale=2.0) == [(25, 18), (50, 35), (100, 70)]
+    net = _Counting()
+    result = render_octaves(net, channel("conv2", 1), "pixel", 1, (40, 40), octaves=3, scale=2.0, steps=9)
+    assert net.seen == [(10, 10)] * 3 + [(20, 20)] * 3 + [(40, 40)] * 3
+    assert result.images.shape == (1, 3, 40, 40) and result.scores.shape == (9, 1)
+    assert result.scores[-1, 0] > result.scores[0, 0]

@@ -35,6 +35,7 @@ def visualize(output: OutputOption,
               steps: StepsOption = None,
               size: Annotated[int | None, typer.Option(help="Image side (default: 224 for classes, 128 for units).")]
               = None,
+              octaves: Annotated[int, typer.Option(help="Optimize at this many sizes, smallest first.")] = 1,
               seed: SeedOption = 0, figure: FigureOption = None,
               model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """The image that maximizes a class or a channel/neuron (-o writes the image itself)."""
@@ -44,7 +45,9 @@ def visualize(output: OutputOption,
     if param not in PARAM_RECIPES:
         raise unknown_choice("parametrization", param, PARAM_RECIPES)
     net = open_model(model, device)
-    options = dict(recipe=recipe or PARAM_RECIPES[param], steps=steps, seed=seed, progress=True)
+    if octaves < 1:
+        raise ConvscopeError(f"--octaves {octaves}: give 1 or more")
+    options = dict(recipe=recipe or PARAM_RECIPES[param], steps=steps, seed=seed, octaves=octaves, progress=True)
     if size is not None:
         options["size"] = size
     if target is not None:

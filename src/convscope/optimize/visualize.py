@@ -22,9 +22,9 @@ from convscope.core.layers import resolve
 from convscope.core.objectives import Objective, channel, class_logit, l2, neuron
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.models.model import Model, as_model
-from convscope.optimize.params import make_param
+from convscope.optimize.octaves import render_octaves
 from convscope.optimize.priors import yosinski_priors
-from convscope.optimize.render import FrameCallback, Rendering, render
+from convscope.optimize.render import FrameCallback, Rendering
 from convscope.optimize.transforms import jitter_only, standard_transforms
 
 
@@ -52,7 +52,7 @@ RECIPES = {
 
 def visualize(model: Model | nn.Module, objective: Objective, *, batch: int = 1, recipe: str = "fourier",
               size: int | tuple[int, int] | None = None, steps: int | None = None, seed: int = 0,
-              input_size: tuple[int, int] | None = None, progress: bool = False,
+              octaves: int = 1, input_size: tuple[int, int] | None = None, progress: bool = False,
               callback: FrameCallback | None = None) -> Rendering:
     """The ``batch`` images that maximize ``objective`` under a recipe (see the module docstring).
 
@@ -60,6 +60,7 @@ def visualize(model: Model | nn.Module, objective: Objective, *, batch: int = 1,
         size: side (or ``(H, W)``) of the optimized image; the model's input size by default.
         steps: optimizer steps (the recipe's default when None).
         seed: start noise and transforms; the same seed gives the same image on the CPU.
+        octaves: more than 1 optimizes at that many sizes, smallest first (see :mod:`.octaves`).
         input_size: resize to this before the model (a small image goes in at its own size).
 
     Returns:
@@ -70,15 +71,13 @@ def visualize(model: Model | nn.Module, objective: Objective, *, batch: int = 1,
     model = as_model(model)
     settings = RECIPES[recipe]
     hw = _size(size or model.input_size)
-    generator = torch.Generator().manual_seed(seed)
-    param = make_param(settings.param, batch, hw, start=settings.start, center=torch.tensor(model.mean),
-                       generator=generator, device=model.device)
     if settings.l2_weight:
         objective = objective + settings.l2_weight * l2(center=model.mean)
-    return render(model, objective, param, steps=steps or settings.steps, optimizer=settings.optimizer,
-                  lr=settings.lr, transforms=_transforms(settings.transforms, hw), seed=seed,
-                  priors=yosinski_priors(**settings.priors) if settings.priors else (),
-                  input_size=input_size, progress=progress, callback=callback)
+    options = dict(steps=steps or settings.steps, optimizer=settings.optimizer, lr=settings.lr, seed=seed,
+                   priors=yosinski_priors(**settings.priors) if settings.priors else (),
+                   input_size=input_size, progress=progress, callback=callback)
+    return render_octaves(model, objective, settings.param, batch, hw, octaves=octaves, start=settings.start,
+                          transforms_for=lambda size: _transforms(settings.transforms, size), **options)
 
 
 def visualize_class(model: Model | nn.Module, classes: Sequence[int | str] | int | str, **options) -> Rendering:
