@@ -15,7 +15,7 @@ from convscope.attribute.targets import class_indices
 from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model, parse_position
 from convscope.core.images import load_image
 from convscope.core.render import save_array, save_png
-from convscope.errors import ConvscopeError, unknown_choice
+from convscope.errors import unknown_choice
 from convscope.models import DEFAULT_MODEL
 
 TargetOption = Annotated[str | None, typer.Option(help="Class name or index (default: the top class).")]
