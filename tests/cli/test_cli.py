@@ -170,3 +170,9 @@ def test_invert(capsys, monkeypatch, tmp_path, cat_file):
     code, text, _ = run(capsys, monkeypatch, "invert", cat_file, "--layer", "_blocks.1", "--steps", "3", "-o", out)
     assert code == 0 and "inverted from _blocks.1" in text
     assert Image.open(out).size == (224, 224)
+
+
+def test_zero_steps_is_a_one_line_error(capsys, monkeypatch, tmp_path, cat_file):
+    out = tmp_path / "inv.png"
+    code, _, err = run(capsys, monkeypatch, "invert", cat_file, "--layer", "_blocks.1", "--steps", "0", "-o", out)
+    assert code == 2 and "steps must be 1 or more" in err and not out.exists()

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from convscope.core.evaluate import read
-from convscope.core.hooks import frozen
+from convscope.core.hooks import capture, frozen
 from convscope.core.metrics import ssim
 from convscope.core.objectives import feature_match, l2, total_variation
 from convscope.core.render import Picture, grid, picture
@@ -39,7 +38,7 @@ def invert(model: Model | nn.Module, x: torch.Tensor, layer: str, *, steps: int 
     model = as_model(model)
     x = x.detach().to(model.device)
     with torch.no_grad(), frozen(model.net):
-        code = read(model, x, feature_match(layer, torch.zeros(0)))[layer]
+        code = capture(model, model.net, x, [layer])[layer]
     objective = feature_match(layer, code) + tv_weight * total_variation() + l2_weight * l2(center=model.mean)
     param = make_param("pixel", len(x), tuple(x.shape[-2:]), start="noise", center=torch.tensor(model.mean),
                        generator=torch.Generator().manual_seed(seed), device=model.device)

@@ -84,6 +84,8 @@ def render(model: Model | nn.Module, objective: Objective, param: ImageParam, *,
     Returns:
         A :class:`Rendering`; on Ctrl-C, the image at that moment with ``interrupted=True``.
     """
+    if steps < 1:
+        raise ConvscopeError(f"steps must be 1 or more, got {steps}")
     if optimizer not in OPTIMIZERS:
         raise ConvscopeError(f"unknown optimizer {optimizer!r}; accepted: {', '.join(OPTIMIZERS)}")
     if priors and not isinstance(param, PixelImage):
