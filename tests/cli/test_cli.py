@@ -176,3 +176,19 @@ def test_zero_steps_is_a_one_line_error(capsys, monkeypatch, tmp_path, cat_file)
     out = tmp_path / "inv.png"
     code, _, err = run(capsys, monkeypatch, "invert", cat_file, "--layer", "_blocks.1", "--steps", "0", "-o", out)
     assert code == 2 and "steps must be 1 or more" in err and not out.exists()
+
+
+@pytest.mark.parametrize("args", [["visualize", "--layer", "_blocks.4", "--channel", "9999", "--steps", "1"],
+                                  ["visualize", "--layer", "_blocks.4", "--channel", "1", "--neuron", "500,1"],
+                                  ["visualize", "--target", "goldfish", "--size", "100000"]])
+def test_out_of_range_units_and_sizes_are_one_line_errors(capsys, monkeypatch, tmp_path, args):
+    out = tmp_path / "v.png"
+    code, _, err = run(capsys, monkeypatch, *args, "-o", out)
+    assert code == 2 and ("out of range; accepted: 0.." in err or "pixels a side" in err) and not out.exists()
+
+
+def test_saliency_channel_out_of_range_is_a_one_line_error(capsys, monkeypatch, tmp_path, cat_file):
+    out = tmp_path / "s.png"
+    code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--layer", "_blocks.4", "--channel", "9999",
+                       "-o", out)
+    assert code == 2 and "channel or class index 9999 is out of range; accepted: 0..39" in err and not out.exists()

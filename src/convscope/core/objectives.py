@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
+from convscope.errors import ConvscopeError
+
 OUTPUT = "output"
 INPUT = "input"
 Activations = Mapping[str, torch.Tensor]
@@ -94,6 +96,8 @@ def neuron(layer: str, index: int | torch.Tensor, y: int | None = None, x: int |
             return _pick(a, index)
         row = a.shape[-2] // 2 if y is None else y
         col = a.shape[-1] // 2 if x is None else x
+        _check_range(f"{layer} row", row, a.shape[-2])
+        _check_range(f"{layer} column", col, a.shape[-1])
         return _pick(a[:, :, row, col], index)
     return Objective(score, (layer,), f"{layer}[{_show(index)}, {y}, {x}]")
 
@@ -167,9 +171,17 @@ def custom(fn: Callable[[Activations], torch.Tensor], layers: tuple[str, ...] | 
 
 
 def _pick(values: torch.Tensor, index: int | torch.Tensor) -> torch.Tensor:
+    """``values[:, index]`` (one index, or one per example); an index out of range is a ConvscopeError."""
+    _check_range("channel or class index", index, values.shape[1])
     if isinstance(index, torch.Tensor):
         return values.gather(1, index.to(values.device).view(-1, 1))[:, 0]
     return values[:, index]
+
+
+def _check_range(what: str, index: int | torch.Tensor, count: int) -> None:
+    low, high = (int(index.min()), int(index.max())) if isinstance(index, torch.Tensor) else (index, index)
+    if low < 0 or high >= count:
+        raise ConvscopeError(f"{what} {high if high >= count else low} is out of range; accepted: 0..{count - 1}")
 
 
 def _show(index: int | torch.Tensor) -> str:

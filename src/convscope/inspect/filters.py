@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from convscope.core.layers import first_conv, resolve
+from convscope.core.layers import conv_layers, first_conv, resolve
 from convscope.core.render import Picture, grid, picture
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
@@ -75,5 +75,5 @@ def filters(model: Model | nn.Module, layer: str | None = None) -> Filters:
 
 
 def _some_convs(net: nn.Module, shown: int = 6) -> list[str]:
-    names = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    names = conv_layers(net)
     return names[:shown] + (["..."] if len(names) > shown else [])

@@ -42,6 +42,7 @@ class Recipe:
     steps: int = 256
 
 
+MAX_SIDE = 2048
 RECIPES = {
     "fourier": Recipe("fourier", "noise", "adam", 0.05),
     "simonyan": Recipe("pixel", "zero", "sgd", 0.5, transforms="none", l2_weight=3.0, steps=200),
@@ -110,8 +111,8 @@ def visualize_channel(model: Model | nn.Module, layer: str, channels: Sequence[i
 
 def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     hw = (size, size) if isinstance(size, int) else tuple(size)
-    if min(hw) < 8:
-        raise ConvscopeError(f"image size {hw} is too small; give at least 8 pixels a side")
+    if not 8 <= min(hw) <= max(hw) <= MAX_SIDE:
+        raise ConvscopeError(f"image size {hw} is refused; give 8 to {MAX_SIDE} pixels a side")
     return hw
 
 
