@@ -36,10 +36,12 @@ def test_pixels_in_range_and_model_unchanged(lite0, recipe):
 class _Counting(nn.Module):
     """conv -> relu -> conv -> (a layer that records it ran and the input sizes it saw)."""
 
-    def __init__(self):
+    def __init__(self, seed: int = 0):
         super().__init__()
-        self.conv1, self.relu, self.conv2 = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)
-        self.head = nn.Linear(4, 2)
+        with torch.random.fork_rng():  # the same weights in every run
+            torch.manual_seed(seed)
+            self.conv1, self.relu, self.conv2 = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)
+            self.head = nn.Linear(4, 2)
         self.seen, self.head_calls = [], 0
 
     def forward(self, x):
@@ -70,13 +72,16 @@ def test_ctrl_c_returns_the_current_image():
     assert result.interrupted and len(result.scores) == 3 and result.images.shape == (2, 3, 16, 16)
 
 
-def test_lbfgs_and_priors_raise_the_objective():
-    net = _Counting()
+@pytest.mark.parametrize("seed", range(5))
+def test_lbfgs_and_priors_raise_the_objective(seed):
+    net = _Counting(seed)
     lbfgs = render(net, channel("conv2", 1), make_param("pixel", 1, (16, 16)), steps=10, optimizer="lbfgs", lr=0.1)
     assert lbfgs.scores[-1, 0] > lbfgs.scores[0, 0]
+    plain = render(net, channel("conv2", 1), make_param("pixel", 1, (16, 16)), steps=10, optimizer="sgd", lr=1.0)
     with_priors = render(net, channel("conv2", 1), make_param("pixel", 1, (16, 16)), steps=10, optimizer="sgd",
-                         lr=1.0, priors=yosinski_priors(contribution_percentile=10))
+                         lr=1.0, priors=yosinski_priors(decay=0.001, norm_percentile=0, contribution_percentile=10))
     assert with_priors.scores[-1, 0] > with_priors.scores[0, 0]
+    assert not torch.equal(with_priors.images, plain.images)  # the priors did act
 
 
 def test_bad_settings_are_refused():
