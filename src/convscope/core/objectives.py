@@ -40,7 +40,7 @@ class Objective:
     def __repr__(self) -> str:
         return f"Objective({self.name})"
 
-    def __add__(self, other: "Objective | float") -> "Objective":
+    def __add__(self, other: Objective | float) -> Objective:
         if isinstance(other, (int, float)):
             return Objective(lambda acts: self(acts) + other, self.layers, f"{self.name} + {other}")
         if not isinstance(other, Objective):
@@ -50,20 +50,20 @@ class Objective:
 
     __radd__ = __add__
 
-    def __mul__(self, k: float) -> "Objective":
+    def __mul__(self, k: float) -> Objective:
         if not isinstance(k, (int, float)):
             return NotImplemented  # Objective * Objective is not linear: a TypeError
         return Objective(lambda acts: k * self(acts), self.layers, f"{k} * {self.name}")
 
     __rmul__ = __mul__
 
-    def __neg__(self) -> "Objective":
+    def __neg__(self) -> Objective:
         return -1 * self
 
-    def __sub__(self, other: "Objective | float") -> "Objective":
+    def __sub__(self, other: Objective | float) -> Objective:
         return self + (-other)
 
-    def __rsub__(self, other: float) -> "Objective":
+    def __rsub__(self, other: float) -> Objective:
         return (-self) + other
 
 
@@ -102,9 +102,16 @@ def neuron(layer: str, index: int | torch.Tensor, y: int | None = None, x: int |
     return Objective(score, (layer,), f"{layer}[{_show(index)}, {y}, {x}]")
 
 
-def layer_norm(layer: str) -> Objective:
-    """Mean squared activation of a layer (DeepDream's L2 objective): ``(a ** 2).mean()`` per example."""
-    return Objective(lambda acts: acts[layer].pow(2).flatten(1).mean(1), (layer,), f"|{layer}|^2")
+def layer_norm(layer: str, index: int | None = None) -> Objective:
+    """Mean squared activation of a layer, or of its channel ``index`` (DeepDream's L2 objective):
+    ``(a ** 2).mean()`` per example."""
+    def score(acts):
+        a = acts[layer]
+        if index is not None:
+            _check_range(f"{layer} channel", index, a.shape[1])
+            a = a[:, index]
+        return a.pow(2).flatten(1).mean(1)
+    return Objective(score, (layer,), f"|{layer}{'' if index is None else f'[{index}]'}|^2")
 
 
 def feature_match(layer: str, target: torch.Tensor) -> Objective:
