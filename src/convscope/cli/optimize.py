@@ -1,4 +1,4 @@
-"""Commands that optimize the image: visualize (classes, channels, neurons) and invert."""
+"""Commands that optimize the image: visualize (classes, channels, neurons), invert and dream."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from convscope.core.images import load_image
 from convscope.core.render import labelled, picture
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.models import DEFAULT_MODEL
+from convscope.optimize.dream import dream as dream_image
 from convscope.optimize.invert import invert as invert_image
 from convscope.optimize.render import Rendering
 from convscope.optimize.visualize import RECIPES, visualize_channel, visualize_class
@@ -70,6 +71,27 @@ def invert(image: Annotated[Path, typer.Argument(help="Image file.")], output: O
     net = open_model(model, device)
     x = load_image(image, size=net.input_size)
     _save(invert_image(net, x, layer, steps=steps, seed=seed, progress=True), output, figure)
+
+
+@app.command()
+def dream(image: Annotated[Path, typer.Argument(help="Image file (kept at its full resolution).")],
+          output: OutputOption,
+          layer: Annotated[str, typer.Option(help="Layer whose activations are boosted.")],
+          channel: Annotated[int | None, typer.Option(help="Boost only this channel of --layer.")] = None,
+          octaves: Annotated[int, typer.Option(help="Sizes processed, smallest first.")] = 4,
+          steps: Annotated[int, typer.Option(help="Gradient steps per octave.")] = 20,
+          step_size: Annotated[float, typer.Option(help="Mean pixel change per step (pixels in 0..1).")] = 0.015,
+          tile: Annotated[int, typer.Option(help="Gradients are computed on tiles of at most this side.")] = 512,
+          seed: SeedOption = 0, figure: FigureOption = None,
+          model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """DeepDream: boost what a layer (or channel) sees, at several scales."""
+    _check_outputs(output, figure)
+    if octaves < 1 or steps < 1 or tile < 32:
+        raise ConvscopeError("--octaves and --steps must be 1 or more, --tile 32 or more")
+    net = open_model(model, device)
+    x = load_image(image)
+    _save(dream_image(net, x, layer, channel=channel, octaves=octaves, steps=steps, step_size=step_size,
+                      tile=tile, seed=seed, progress=True), output, figure)
 
 
 def _check_outputs(output: Path, figure: Path | None) -> None:

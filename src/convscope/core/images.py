@@ -165,3 +165,24 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)
     return (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+#: File name endings read as images when a folder is given.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def load_folder(folder: str | Path, *, limit: int = 10_000) -> list[torch.Tensor]:
+    """Every image file directly in ``folder`` (sorted by name), each ``(1, 3, H, W)`` in [0, 1].
+
+    Raises:
+        ConvscopeError: not a folder, no image in it, more than ``limit`` images, or a bad file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConvscopeError(f"{folder}: no such folder")
+    files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ConvscopeError(f"{folder}: no images in it (accepted endings: {', '.join(IMAGE_SUFFIXES)})")
+    if len(files) > limit:
+        raise ConvscopeError(f"{folder}: {len(files)} images, more than the {limit} accepted")
+    return [load_image(path) for path in files]
