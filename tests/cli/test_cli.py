@@ -192,3 +192,40 @@ def test_saliency_channel_out_of_range_is_a_one_line_error(capsys, monkeypatch, 
     code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--layer", "_blocks.4", "--channel", "9999",
                        "-o", out)
     assert code == 2 and "channel or class index 9999 is out of range; accepted: 0..39" in err and not out.exists()
+
+
+def test_dream_keeps_the_image_size(capsys, monkeypatch, tmp_path):
+    photo, out = tmp_path / "small.png", tmp_path / "dream.png"
+    Image.fromarray((np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)).save(photo)
+    code, text, _ = run(capsys, monkeypatch, "dream", photo, "--layer", "_blocks.3", "--octaves", "2", "--steps", "2",
+                        "-o", out, "--device", "cpu")
+    assert code == 0 and "dream" in text
+    assert Image.open(out).size == (70, 50)
+    code, _, err = run(capsys, monkeypatch, "dream", photo, "--layer", "_blocks.99", "-o", tmp_path / "x.png")
+    assert code == 2 and "_blocks.3" in err and not (tmp_path / "x.png").exists()  # valid names listed
+
+
+def test_style_with_a_built_in_style(capsys, monkeypatch, tmp_path, cat_file):
+    out = tmp_path / "styled.png"
+    code, text, _ = run(capsys, monkeypatch, "style", cat_file, "stained-glass", "--size", "64", "--steps", "3",
+                        "-o", out, "--device", "cpu")
+    assert code == 0 and "(43, 64) px" in text
+    assert Image.open(out).size == (64, 43)
+    code, _, err = run(capsys, monkeypatch, "style", cat_file, "stained-glas", "-o", tmp_path / "x.png")
+    assert code == 2 and "stained-glass" in err and not (tmp_path / "x.png").exists()
+
+
+def test_style_train_then_apply(capsys, monkeypatch, tmp_path, cat_file):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.open(cat_file).save(folder / "cat.png")
+    net, out = tmp_path / "net.pt", tmp_path / "fast.png"
+    code, text, _ = run(capsys, monkeypatch, "style-train", "brushstrokes", "--images", folder, "--steps", "2",
+                        "--size", "48", "--batch", "2", "-o", net, "--device", "cpu")
+    assert code == 0 and "1 photos" in text
+    code, _, _ = run(capsys, monkeypatch, "style-apply", net, cat_file, "-o", out, "--device", "cpu")
+    assert code == 0 and Image.open(out).size == Image.open(cat_file).size
+    code, _, err = run(capsys, monkeypatch, "style-apply", cat_file, cat_file, "-o", tmp_path / "x.png")
+    assert code == 2 and "not a style network" in err and not (tmp_path / "x.png").exists()
+    code, _, err = run(capsys, monkeypatch, "style-train", "brushstrokes", "-o", tmp_path / "net.png")
+    assert code == 2 and ".pt" in err
