@@ -5,23 +5,24 @@ import torch
 import torch.nn.functional as F
 
 import convscope as cs
-from convscope.core.objectives import gram
+from convscope.core.objectives import gram, gram_match
 from convscope.errors import ConvscopeError
 from convscope.optimize.fast_style import (StyleNetwork, apply_style, load_style_network, save_style_network,
                                            train_style_network)
-from convscope.optimize.style import StyleLoss, keep_colors, softmax_smoothing, style_distance, stylize
+from convscope.optimize.style import StyleLoss, keep_colors, softmax_smoothing, stylize
 from convscope.samples import STYLES, style_image, training_photos
 from tests.conftest import assert_unchanged, snapshot
 
 
-def test_style_distance_by_hand():
+def test_gram_match_by_hand():
     a = torch.tensor([[[[1.0, 2.0]], [[0.0, 1.0]]]])            # (1, 2, 1, 2)
     target = torch.tensor([[[2.0, 1.0], [1.0, 1.0]]])           # a made-up Gram matrix
     g = torch.tensor([[[2.5, 1.0], [1.0, 0.5]]])                # (1*1 + 2*2) / 2, (1*0 + 2*1) / 2, ...
     assert torch.allclose(gram(a), g)
     expected = -((g - target) ** 2).sum() / (target**2).sum()
-    assert style_distance("x", target, lambda t: t)({"x": a}).item() == pytest.approx(expected.item())
-    assert style_distance("x", g, lambda t: t)({"x": a}).item() == 0
+    assert gram_match("x", target)({"x": a}).item() == pytest.approx(expected.item())
+    assert gram_match("x", g)({"x": a}).item() == 0
+    assert gram_match("x", 4 * g, lambda t: 2 * t)({"x": a}).item() == 0  # the transform comes first
 
 
 def test_softmax_smoothing_sums_to_the_element_count():

@@ -131,11 +131,18 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / flat.shape[-1]
 
 
-def gram_match(layer: str, target: torch.Tensor) -> Objective:
-    """Minus the mean squared difference of a layer's Gram matrix to ``target`` ``(B or 1, C, C)`` (Gatys)."""
+def gram_match(layer: str, target: torch.Tensor,
+               transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Objective:
+    """Minus the relative squared distance of a layer's Gram matrix to ``target`` ``(B or 1, C, C)``
+    (Gatys et al.'s style term): ``-|G - T|^2 / |T|^2`` per example, where ``G`` is the Gram
+    matrix of ``transform(a)`` (of ``a`` itself when None)."""
     target = target.detach()
-    return Objective(lambda acts: -(gram(acts[layer]) - target.to(acts[layer].device)).flatten(1).pow(2).mean(1),
-                     (layer,), f"gram {layer}")
+
+    def score(acts):
+        a = acts[layer] if transform is None else transform(acts[layer])
+        difference = (gram(a) - target.to(a.device)).flatten(1).pow(2).sum(1)
+        return -difference / target.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+    return Objective(score, (layer,), f"gram {layer}")
 
 
 def diversity(layer: str) -> Objective:

@@ -28,7 +28,7 @@ from torch import nn
 
 from convscope.core.hooks import capture, frozen
 from convscope.core.layers import conv_layers
-from convscope.core.objectives import Objective, feature_match, gram, total_variation
+from convscope.core.objectives import Objective, feature_match, gram, gram_match, total_variation
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.models.model import Model, as_model
 from convscope.optimize.params import make_param
@@ -68,17 +68,6 @@ def softmax_smoothing(a: torch.Tensor) -> torch.Tensor:
     return (flat.softmax(1) * flat.shape[1]).view_as(a)
 
 
-def style_distance(layer: str, target: torch.Tensor, smooth: Callable[[torch.Tensor], torch.Tensor]) -> Objective:
-    """Minus the relative squared distance of a layer's Gram matrix (after ``smooth``) to
-    ``target`` ``(1, C, C)``: ``-|G - T|^2 / |T|^2`` per example."""
-    target = target.detach()
-
-    def score(acts):
-        difference = (gram(smooth(acts[layer])) - target.to(acts[layer].device)).flatten(1).pow(2).sum(1)
-        return -difference / target.pow(2).sum().clamp_min(1e-12)
-    return Objective(score, (layer,), f"style {layer}")
-
-
 class StyleLoss:
     """The perceptual losses of one style image: Gram targets computed once, content targets per call.
 
@@ -97,15 +86,16 @@ class StyleLoss:
         self.layers = layers or default_layers(self.model)
         if smoothing not in SMOOTHINGS:
             raise unknown_choice("smoothing", smoothing, SMOOTHINGS)
-        self.smooth = softmax_smoothing if smoothing == "softmax" else (lambda a: a)
+        self.smooth = softmax_smoothing if smoothing == "softmax" else None
         if size is not None:
             style = _resize(style, _same_area(style.shape[-2:], size))
         codes = self._codes(style, list(self.layers.style))
-        self.grams = {layer: gram(self.smooth(codes[layer])) for layer in self.layers.style}
+        self.grams = {layer: gram(self.smooth(codes[layer]) if self.smooth else codes[layer])
+                      for layer in self.layers.style}
 
     def style(self) -> Objective:
         """Minus the weighted style distance (0 when every Gram matrix matches)."""
-        terms = [weight * style_distance(layer, self.grams[layer], self.smooth)
+        terms = [weight * gram_match(layer, self.grams[layer], self.smooth)
                  for layer, weight in self.layers.style.items()]
         return functools.reduce(operator.add, terms)
 
