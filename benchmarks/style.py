@@ -11,13 +11,15 @@ compare the two loops on the same objective:
 
 * seconds per evaluation (one forward + backward), at each size;
 * time to reach the tutorial's final loss after ``--evals`` evaluations: convscope's render loop
-  (L-BFGS, the same objective written as a convscope Objective) is timed until its loss is as low;
+  (L-BFGS, the same objective written as a convscope Objective) is timed until its loss is as low,
+  on the image's own size and coarse to fine (half the evaluations first on a half-size image);
 * the feed-forward network (StyleNetwork, 16 channels) per image, against the optimization.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
@@ -93,7 +95,7 @@ def run_tutorial(model, content, style, evals: int) -> tuple[list[float], list[f
         optimizer.zero_grad()
         loss = tutorial_loss(tutorial_features(model, image, names), content_code, grams, layers.content)
         loss.backward()
-        losses.append(float(loss))
+        losses.append(loss.item())
         times.append(time.perf_counter() - started)
         return loss
     for parameter in model.net.parameters():
@@ -105,17 +107,29 @@ def run_tutorial(model, content, style, evals: int) -> tuple[list[float], list[f
     return losses, times
 
 
-def run_convscope(model, content, style, evals: int) -> tuple[list[float], list[float]]:
-    """convscope's render loop on the same objective (L-BFGS, one evaluation per step)."""
+def run_convscope(model, content, style, evals: int, coarse: int = 0) -> tuple[list[float], list[float]]:
+    """convscope's render loop on the same objective (L-BFGS, one evaluation per step). With
+    ``coarse``, that many evaluations first optimize a half-size image (coarse to fine, as
+    ``stylize(octaves=2)`` does); the times include them, the losses are the full-size ones."""
     layers = default_layers(model)
-    content_code, grams = targets(model, content, style, layers)
-    reads = tuple(dict.fromkeys([*layers.style, layers.content]))
-    objective = custom(lambda acts: -tutorial_loss(acts, content_code, grams, layers.content).view(1), reads,
-                       "tutorial loss")
-    times, started = [], time.perf_counter()
-    result = render(model, objective, PixelImage(content), steps=evals, optimizer="lbfgs", lr=1.0, every=1,
+    start, times, started = content, [], time.perf_counter()
+    if coarse:
+        half = [F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True) for x in (content, style)]
+        small = render(model, tutorial_objective(model, *half, layers), PixelImage(half[0]), steps=coarse,
+                       optimizer="lbfgs", lr=1.0)
+        start = F.interpolate(small.images, size=content.shape[-2:], mode="bilinear", align_corners=False)
+    result = render(model, tutorial_objective(model, content, style, layers), PixelImage(start), steps=evals,
+                    optimizer="lbfgs", lr=1.0, every=1,
                     callback=lambda step, images: times.append(time.perf_counter() - started))
     return [-float(s) for s in result.scores[:, 0]], times
+
+
+def tutorial_objective(model, content, style, layers):
+    """The tutorial's loss, negated, as a convscope Objective."""
+    content_code, grams = targets(model, content, style, layers)
+    reads = tuple(dict.fromkeys([*layers.style, layers.content]))
+    return custom(lambda acts: -tutorial_loss(acts, content_code, grams, layers.content).view(1), reads,
+                  "tutorial loss")
 
 
 def time_to(losses: list[float], times: list[float], goal: float) -> float | None:
@@ -147,13 +161,15 @@ def main() -> None:
         mine, tut = our_times[-1] / len(our_times), their_times[-1] / len(their_times)
         print(f"{size:>5} {'seconds per evaluation':<44} {mine:>10.3f} {tut:>10.3f} {tut / mine:>8.2f}x")
         goal = theirs[-1]
-        reached = time_to(ours, our_times, goal)
-        shown = f"{reached:>10.1f}" if reached is not None else f"{'not yet':>10}"
-        ratio = f"{their_times[-1] / reached:>8.2f}x" if reached else f"{'-':>9}"
-        print(f"{size:>5} {f'seconds to the tutorial final loss {goal:.3g}':<44} {shown} {their_times[-1]:>10.1f} "
-              f"{ratio}   (convscope final {ours[-1]:.3g})")
+        coarse, coarse_times = run_convscope(model, content, style, args.evals, coarse=args.evals // 2)
+        for label, losses, times in (("same loop", ours, our_times), ("coarse to fine", coarse, coarse_times)):
+            reached = time_to(losses, times, goal)
+            shown = f"{reached:>10.1f}" if reached is not None else f"{'not yet':>10}"
+            ratio = f"{their_times[-1] / reached:>8.2f}x" if reached else f"{'-':>9}"
+            print(f"{size:>5} {f'seconds to tutorial final loss, {label}':<44} {shown} {their_times[-1]:>10.1f} "
+                  f"{ratio}   (final {losses[-1]:.3g} vs {goal:.3g})")
         network = StyleNetwork().eval()
-        forward = per_image(lambda: apply_style(network, content))
+        forward = per_image(functools.partial(apply_style, network, content))
         optimization = our_times[-1]
         print(f"{size:>5} {'feed-forward s/image vs optimization s/image':<44} {forward:>10.3f} {optimization:>10.1f} "
               f"{optimization / forward:>8.0f}x")

@@ -95,7 +95,7 @@ def test_bad_output_path_is_refused_before_work(capsys, monkeypatch, tmp_path):
 
 
 def test_tour_writes_a_gallery(capsys, monkeypatch, tmp_path):
-    code, out, _ = run(capsys, monkeypatch, "tour", "-o", tmp_path / "tour", "--model", "digits_cnn")
+    code, _, _ = run(capsys, monkeypatch, "tour", "-o", tmp_path / "tour", "--model", "digits_cnn")
     assert code == 0
     page = (tmp_path / "tour" / "index.html").read_text()
     pictures = sorted(p.name for p in (tmp_path / "tour").glob("*.png"))

@@ -7,8 +7,13 @@ import torch.nn.functional as F
 import convscope as cs
 from convscope.core.objectives import gram, gram_match
 from convscope.errors import ConvscopeError
-from convscope.optimize.fast_style import (StyleNetwork, apply_style, load_style_network, save_style_network,
-                                           train_style_network)
+from convscope.optimize.fast_style import (
+    StyleNetwork,
+    apply_style,
+    load_style_network,
+    save_style_network,
+    train_style_network,
+)
 from convscope.optimize.style import StyleLoss, keep_colors, softmax_smoothing, stylize
 from convscope.samples import STYLES, style_image, training_photos
 from tests.conftest import assert_unchanged, snapshot

@@ -7,13 +7,25 @@ from typing import Annotated
 
 import typer
 
-from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model
+from convscope.cli.app import (
+    DeviceOption,
+    ModelOption,
+    OutputOption,
+    app,
+    check_output,
+    open_model,
+)
 from convscope.core.images import load_folder, load_image
 from convscope.core.render import picture
 from convscope.errors import ConvscopeError
 from convscope.models import DEFAULT_MODEL
 from convscope.models.registry import resolve_device
-from convscope.optimize.fast_style import apply_style, load_style_network, save_style_network, train_style_network
+from convscope.optimize.fast_style import (
+    apply_style,
+    load_style_network,
+    save_style_network,
+    train_style_network,
+)
 from convscope.optimize.style import SMOOTHINGS, stylize
 from convscope.samples import STYLES, style_image, training_photos
 

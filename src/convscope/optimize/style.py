@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +28,13 @@ from torch import nn
 
 from convscope.core.hooks import capture, frozen
 from convscope.core.layers import conv_layers
-from convscope.core.objectives import Objective, feature_match, gram, gram_match, total_variation
+from convscope.core.objectives import (
+    Objective,
+    feature_match,
+    gram,
+    gram_match,
+    total_variation,
+)
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.models.model import Model, as_model
 from convscope.optimize.params import make_param
