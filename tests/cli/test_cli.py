@@ -229,3 +229,32 @@ def test_style_train_then_apply(capsys, monkeypatch, tmp_path, cat_file):
     assert code == 2 and "not a style network" in err and not (tmp_path / "x.png").exists()
     code, _, err = run(capsys, monkeypatch, "style-train", "brushstrokes", "-o", tmp_path / "net.png")
     assert code == 2 and ".pt" in err
+
+
+def test_attack_json_and_the_saved_adversarial_still_fools(capsys, monkeypatch, tmp_path, cat_file):
+    out, adversarial = tmp_path / "report.png", tmp_path / "adv.png"
+    code, text, _ = run(capsys, monkeypatch, "attack", cat_file, "--method", "pgd", "--eps", "2/255", "-o", out,
+                        "--save-adversarial", adversarial, "--json", "--device", "cpu")
+    assert code == 0
+    report = json.loads(text)
+    assert report["success"] and report["linf_255"] <= 2 and set(report) >= {"original", "adversarial", "l2"}
+    assert Image.open(out).size[0] > 3 * 224
+    from convscope import load_model
+    from convscope.core.images import load_image
+    model = load_model(device="cpu")
+    import torch
+    with torch.no_grad():
+        assert model(load_image(adversarial)).argmax(-1).item() == report["adversarial"][0]["index"]
+    code, _, err = run(capsys, monkeypatch, "attack", cat_file, "--eps", "two", "-o", tmp_path / "x.png")
+    assert code == 2 and "2/255" in err and not (tmp_path / "x.png").exists()
+    code, _, err = run(capsys, monkeypatch, "attack", cat_file, "--method", "cw", "-o", tmp_path / "x.png")
+    assert code == 2 and "target" in err and not (tmp_path / "x.png").exists()
+
+
+def test_fool_and_linear_demo(capsys, monkeypatch, tmp_path):
+    out = tmp_path / "fool.png"
+    code, text, _ = run(capsys, monkeypatch, "fool", "--target", "7", "--model", "digits_cnn", "-o", out)
+    assert code == 0 and "7 " in text
+    assert Image.open(out).size == (8, 8)
+    code, text, _ = run(capsys, monkeypatch, "linear-demo", "-o", tmp_path / "linear.png")
+    assert code == 0 and "accuracy" in text

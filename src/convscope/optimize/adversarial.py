@@ -95,8 +95,9 @@ class Attack:
         tiles = torch.stack([self.original[index], self.adversarial[index], magnified])
         first, then = info["original"][0], info["adversarial"][0]
         caption = (f"{first['label']} {100 * first['probability']:.1f}% | {then['label']} "
-                   f"{100 * then['probability']:.1f}% | change x{0.5 / max(info['linf'], 1e-12):.0f}: "
-                   f"L-inf {info['linf_255']}/255, L2 {info['l2']:.2f}, {self.method}, {self.steps} steps, "
+                   f"{100 * then['probability']:.1f}% | "
+                   + (f"change x{0.5 / info['linf']:.0f}: " if info["linf"] else "no change: ")
+                   + f"L-inf {info['linf_255']}/255, L2 {info['l2']:.2f}, {self.method}, {self.steps} steps, "
                    f"{'fooled' if info['success'] else 'not fooled'}")
         return picture(grid(tiles, columns=3, padding=4), caption, **{k: info[k] for k in ("linf", "l2", "success")})
 
