@@ -19,7 +19,8 @@ what is reported is what a saved PNG does.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from torch import nn
 from convscope.attribute.core import attribute
 from convscope.attribute.targets import class_indices
 from convscope.core.hooks import frozen
-from convscope.core.objectives import class_log_probability, class_logit
+from convscope.core.objectives import OUTPUT, Objective, class_logit
 from convscope.core.render import Picture, grid, picture
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.inspect.predictions import classify, probabilities
@@ -48,9 +49,10 @@ class Attack:
         adversarial: ``(B, C, H, W)`` the adversarial images, on the 1/255 grid, in [0, 1].
         labels: ``(B,)`` the model's class for each original.
         target: ``(B,)`` the class aimed at, or None for an untargeted attack.
+        steps: gradient evaluations used.
+        model: the attacked model.
         success: ``(B,)`` the rounded adversarial image is classified as the target (targeted)
             or differently from the original's class (untargeted).
-        steps: gradient evaluations used.
     """
 
     method: str
@@ -58,8 +60,13 @@ class Attack:
     adversarial: torch.Tensor
     labels: torch.Tensor
     target: torch.Tensor | None
-    success: torch.Tensor
     steps: int
+    model: Model = field(repr=False, compare=False)
+
+    @cached_property
+    def success(self) -> torch.Tensor:
+        """Computed on first use (one forward pass), so timing an attack times the attack alone."""
+        return _fooled(self.model, self.adversarial, self.labels, self.target)
 
     @property
     def perturbation(self) -> torch.Tensor:
@@ -142,7 +149,7 @@ def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, n
     if steps < 1 or eps <= 0:
         raise ConvscopeError(f"an attack needs steps >= 1 and eps > 0, got steps={steps}, eps={eps}")
     model = as_model(model)
-    setup = _setup(model, x, target)
+    setup = _setup(model, x, target, eager=random_start)
     if norm == "linf":
         eps = math.floor(eps * LEVELS + 1e-6) / LEVELS
         if eps <= 0:
@@ -225,33 +232,46 @@ def deepfool(model: Model | nn.Module, x: torch.Tensor, *, target=None, steps: i
 @dataclass
 class _Setup:
     original: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None
     target: torch.Tensor | None
 
     @property
-    def objective(self):
-        """The log-probability of the target (to raise) or minus that of the model's class."""
-        if self.target is not None:
-            return class_log_probability(self.target)
-        return -class_log_probability(self.labels)
+    def objective(self) -> Objective:
+        """The log-probability of the target (to raise) or minus that of the model's class. When
+        the model's class is not known yet, it is read from the same forward pass."""
+        def score(acts):
+            logits = acts[OUTPUT]
+            if self.labels is None:
+                self.labels = logits.detach().argmax(-1).cpu()
+            goal = self.target if self.target is not None else self.labels
+            picked = logits.log_softmax(-1).gather(1, goal.to(logits.device)[:, None])[:, 0]
+            return picked if self.target is not None else -picked
+        return Objective(score, (OUTPUT,), "adversarial loss")
 
     def fooled(self, model: Model, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            predicted = probabilities(model, images).argmax(-1).cpu()
-        return predicted == self.target if self.target is not None else predicted != self.labels
+        return _fooled(model, images, self.labels, self.target)
 
     def result(self, model: Model, method: str, adversarial: torch.Tensor, steps: int) -> Attack:
-        adversarial = quantize(adversarial.detach().cpu())
-        return Attack(method, self.original, adversarial, self.labels, self.target, self.fooled(model, adversarial),
-                      steps)
+        return Attack(method, self.original, quantize(adversarial.detach().cpu()), self.labels, self.target, steps,
+                      model)
 
 
-def _setup(model: Model, x: torch.Tensor, target) -> _Setup:
+def _setup(model: Model, x: torch.Tensor, target, *, eager: bool = True) -> _Setup:
+    """The attacked images on the grid, the target, and the model's classes (or None when not
+    ``eager``: the first gradient step reads them)."""
     original = quantize(x.detach().cpu().float())
-    with torch.no_grad(), frozen(model.net):
-        labels = class_indices(model, original.to(model.device), None).cpu()
-    goal = None if target is None else class_indices(model, original.to(model.device), target).cpu()
+    labels = None
+    if eager:
+        with torch.no_grad(), frozen(model.net):
+            labels = class_indices(model, original.to(model.device), None).cpu()
+    goal = None if target is None else class_indices(model, original, target).cpu()
     return _Setup(original, labels, goal)
+
+
+def _fooled(model: Model, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    with torch.no_grad():
+        predicted = probabilities(model, images.to(model.device)).argmax(-1).cpu()
+    return predicted == target if target is not None else predicted != labels
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
