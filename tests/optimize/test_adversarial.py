@@ -148,3 +148,14 @@ def test_linear_demo_linear_model_falls_faster_than_clean_accuracy():
     assert demo.linear[0] > 0.9 and demo.cnn[0] > 0.9
     assert demo.linear[2] < 0.5 * demo.linear[0]
     assert demo.perturbation.shape == demo.template.shape == (1, 8, 8)
+
+
+def test_chunked_attacks_equal_one_batch(digits):
+    images, _ = digits_dataset()
+    x = images[:20]
+    goal = torch.arange(20) % 10
+    whole = pgd(digits, x, eps=8 / 255, steps=5, target=goal, chunk_size=64)
+    chunked = pgd(digits, x, eps=8 / 255, steps=5, target=goal, chunk_size=8)
+    assert torch.equal(whole.adversarial, chunked.adversarial)
+    assert torch.equal(whole.labels, chunked.labels) and torch.equal(whole.target, chunked.target)
+    assert torch.equal(whole.success, chunked.success)

@@ -18,6 +18,7 @@ what is reported is what a saved PNG does.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -109,6 +110,31 @@ class Attack:
         return picture(grid(tiles, columns=3, padding=4), caption, **{k: info[k] for k in ("linf", "l2", "success")})
 
 
+#: Images per forward/backward. On the 2-core CPU a batch of 64 costs 2.7x more per image than
+#: batches of 8 (benchmarks/adversarial.py); GPUs want large batches.
+CPU_CHUNK, GPU_CHUNK = 8, 256
+
+
+def _in_chunks(method):
+    """Runs an attack on chunks of the batch sized for the device (``chunk_size=`` overrides)
+    and joins the results; the images of a batch do not interact."""
+    @functools.wraps(method)
+    def run(model: Model | nn.Module, x: torch.Tensor, *, target=None, chunk_size: int | None = None,
+            **options) -> Attack:
+        model = as_model(model)
+        size = chunk_size or (GPU_CHUNK if model.device.type == "cuda" else CPU_CHUNK)
+        if len(x) <= size:
+            return method(model, x, target=target, **options)
+        per_image = isinstance(target, torch.Tensor) and target.dim() == 1 and len(target) == len(x)
+        targets = target.split(size) if per_image else [target] * -(-len(x) // size)
+        parts = [method(model, chunk, target=goal, **options) for chunk, goal in zip(x.split(size), targets)]
+        return Attack(parts[0].method, *(torch.cat([getattr(p, name) for p in parts])
+                                         for name in ("original", "adversarial", "labels")),
+                      None if parts[0].target is None else torch.cat([p.target for p in parts]),
+                      max(p.steps for p in parts), model)
+    return run
+
+
 def attack(model: Model | nn.Module, x: torch.Tensor, method: str = "pgd", *, target=None,
            **options) -> Attack:
     """Runs ``method`` (one of :data:`METHODS`) on ``x`` ``(B, C, H, W)`` in [0, 1].
@@ -130,6 +156,7 @@ def fgsm(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, 
     return pgd(model, x, eps=eps, alpha=eps, steps=1, target=target, name="fgsm")
 
 
+@_in_chunks
 def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, norm: str = "linf",
         alpha: float | None = None, steps: int = 10, target=None, random_start: bool = False, seed: int = 0,
         name: str = "pgd") -> Attack:
@@ -168,6 +195,7 @@ def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, n
     return setup.result(model, name, adversarial, steps)
 
 
+@_in_chunks
 def carlini_wagner(model: Model | nn.Module, x: torch.Tensor, *, target, kappa: float = 1.0,
                    steps: int = 100, lr: float = 0.01, c: float = 1.0, searches: int = 5) -> Attack:
     """Carlini & Wagner's L2 attack toward ``target``: minimizes ``|r|^2 + c * max(max_other
@@ -178,6 +206,7 @@ def carlini_wagner(model: Model | nn.Module, x: torch.Tensor, *, target, kappa: 
                     lambda logits, goal: _margin(logits, goal, kappa), optimizer="adam", lr=lr)
 
 
+@_in_chunks
 def lbfgs(model: Model | nn.Module, x: torch.Tensor, *, target, steps: int = 50, c: float = 1.0,
           searches: int = 5) -> Attack:
     """Szegedy et al.'s box-constrained attack: minimizes ``|r|^2 + c * cross-entropy(x + r,
@@ -187,6 +216,7 @@ def lbfgs(model: Model | nn.Module, x: torch.Tensor, *, target, steps: int = 50,
     return _minimal(model, x, target, steps, searches, c, "lbfgs", loss, optimizer="lbfgs", lr=1.0)
 
 
+@_in_chunks
 def deepfool(model: Model | nn.Module, x: torch.Tensor, *, target=None, steps: int = 50, overshoot: float = 0.02,
              candidates: int = 10) -> Attack:
     """DeepFool (untargeted): repeatedly steps to the nearest boundary of the linearized model
