@@ -12,9 +12,9 @@ floor (one forward + backward of the batch, times the number of gradient steps).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import seconds
 from torch import nn
 
 import convscope as cs
@@ -31,16 +31,6 @@ class Normalized(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-
-def seconds(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def main() -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import types
 
 import torch
+from timing import seconds
 
 import convscope as cs
 from convscope.attribute.averaged import integrated_gradients
@@ -41,22 +41,18 @@ def stub_torchvision() -> None:
         sys.modules.setdefault(name, module)
 
 
-def seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    from captum.attr import Deconvolution, GuidedBackprop, IntegratedGradients, Occlusion, Saliency
+    from captum.attr import (
+        Deconvolution,
+        GuidedBackprop,
+        IntegratedGradients,
+        Occlusion,
+        Saliency,
+    )
 
     model = cs.load_model(device=args.device)
     x = cs.sample_image("cat", size=224).to(model.device)
