@@ -100,3 +100,27 @@ def test_style_images_are_colorful_textures(name):
     image = style_image(name, size=64)
     assert image.shape == (1, 3, 64, 64) and 0 <= image.min() and image.max() <= 1
     assert image.std((2, 3)).min() > 0.05  # every channel varies
+
+
+def test_vgg_layout_gets_the_papers_layers_and_stylizes():
+    from torch import nn
+
+    from convscope.optimize.style import default_layers
+    from tests.helpers import vgg16_like
+
+    class VGG(nn.Module):  # torchvision's layout: features.N
+        def __init__(self):
+            super().__init__()
+            self.features = vgg16_like()
+
+        def forward(self, x):
+            return self.features(x).mean((2, 3))
+
+    torch.manual_seed(0)
+    vgg = VGG().eval()
+    layers = default_layers(vgg)
+    assert layers.content == "features.22" and list(layers.style) == [f"features.{k}" for k in (1, 6, 11, 20, 29)]
+    content, style = cs.sample_image("cat", size=48), style_image("brushstrokes", size=48)
+    loss = StyleLoss(vgg, style, size=(48, 48))
+    result = stylize(vgg, content, style, size=48, steps=30)
+    assert loss.measure(result.images, content)["style"] < loss.measure(content, content)["style"]
