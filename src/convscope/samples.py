@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from convscope.core.images import load_image
+from convscope.core.images import load_image, resize
 from convscope.errors import unknown_choice
 
 #: Sample name -> scikit-image loader name; real photographs that ship with scikit-image.
@@ -90,5 +90,4 @@ def training_photos(*, size: int = 384) -> list[torch.Tensor]:
     from skimage import data
 
     photos = [load_image(getattr(data, name)()) for name in TRAINING_PHOTOS]
-    return [torch.nn.functional.interpolate(p, scale_factor=size / min(p.shape[-2:]), mode="bilinear",
-                                            antialias=True) for p in photos]
+    return [resize(p, [round(side * size / min(p.shape[-2:])) for side in p.shape[-2:]]) for p in photos]

@@ -114,6 +114,9 @@ def test_targeted_only_and_untargeted_only_methods_say_so(lite0, photos):
         attack(lite0, photos[:1], "cw")
     with pytest.raises(ConvscopeError, match="untargeted"):
         attack(lite0, photos[:1], "deepfool", target="goldfish")
+    for method, options in (("pgd", {"steps": 0}), ("cw", {"steps": 0, "target": 1}), ("deepfool", {"steps": 0})):
+        with pytest.raises(ConvscopeError, match="steps >= 1"):
+            attack(lite0, photos[:1], method, **options)
     with pytest.raises(ConvscopeError, match="closest: fgsm"):
         attack(lite0, photos[:1], "fgsn")
 

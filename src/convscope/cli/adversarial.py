@@ -8,14 +8,7 @@ from typing import Annotated
 
 import typer
 
-from convscope.cli.app import (
-    DeviceOption,
-    ModelOption,
-    OutputOption,
-    app,
-    check_output,
-    open_model,
-)
+from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model
 from convscope.core.images import load_image
 from convscope.core.render import labelled, picture
 from convscope.errors import ConvscopeError

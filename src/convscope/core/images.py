@@ -158,6 +158,16 @@ def fit(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return x[:, :, top:top + out_h, left:left + out_w].clamp(0, 1).contiguous()
 
 
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, *size)`` by bilinear interpolation, antialiased when shrinking;
+    ``x`` itself when it already has that size. The aspect ratio is not kept (see :func:`fit`)."""
+    size = tuple(int(s) for s in size)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` or ``(1, 3, H, W)`` tensor in [0, 1] -> ``(H, W, 3)`` uint8 array."""
     if x.dim() == 4:

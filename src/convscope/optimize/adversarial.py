@@ -223,6 +223,8 @@ def deepfool(model: Model | nn.Module, x: torch.Tensor, *, target=None, steps: i
     among the ``candidates`` classes with the highest logits, overshooting by ``overshoot``."""
     if target is not None:
         raise ConvscopeError("deepfool is untargeted: leave out --target, or use pgd, cw or lbfgs")
+    if steps < 1:
+        raise ConvscopeError(f"deepfool needs steps >= 1, got {steps}")
     model = as_model(model)
     setup = _setup(model, x, None)
     labels = setup.labels
@@ -370,6 +372,8 @@ def _minimal(model, x, target, steps: int, searches: int, c: float, name: str, l
     minimization of ``|r|^2 + c * loss`` in the tanh space; keeps the smallest rounded success."""
     if target is None:
         raise ConvscopeError(f"{name} is a targeted attack: give a target class")
+    if steps < 1 or searches < 1:
+        raise ConvscopeError(f"{name} needs steps >= 1 and searches >= 1, got {steps} and {searches}")
     model = as_model(model)
     setup = _setup(model, x, target)
     best = setup.original.clone()

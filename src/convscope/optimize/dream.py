@@ -16,13 +16,13 @@ import itertools
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from convscope.core.denormals import flush_denormals
 from convscope.core.evaluate import score
 from convscope.core.hooks import frozen
+from convscope.core.images import resize
 from convscope.core.objectives import Objective, layer_norm
 from convscope.models.model import Model, as_model
 from convscope.optimize.octaves import octave_sizes
@@ -61,8 +61,8 @@ def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel:
     with frozen(model.net), flush_denormals(), bar:
         try:
             for k, size in enumerate(octave_sizes(tuple(original.shape[-2:]), octaves, octave_scale)):
-                base = _resize(original, size)
-                detail = torch.zeros_like(base) if detail is None else _resize(detail, size)
+                base = resize(original, size)
+                detail = torch.zeros_like(base) if detail is None else resize(detail, size)
                 dreamed = (base + detail).clamp(0, 1)
                 for _ in range(steps):
                     dreamed, values = ascend(dreamed)
@@ -73,7 +73,7 @@ def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel:
                     callback((k + 1) * steps, dreamed.detach().cpu())
         except KeyboardInterrupt:
             interrupted = True
-    images = _resize(dreamed, tuple(original.shape[-2:])).detach().cpu()
+    images = resize(dreamed, tuple(original.shape[-2:])).detach().cpu()
     scores = torch.stack(scores) if scores else torch.zeros(0, len(images))
     return Rendering(images, scores, interrupted, f"dream {objective.name}")
 
@@ -123,9 +123,3 @@ def _spans(length: int, tile: int) -> list[slice]:
     count = -(-length // tile)
     edges = [round(k * length / count) for k in range(count + 1)]
     return [slice(a, b) for a, b in itertools.pairwise(edges)]
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)

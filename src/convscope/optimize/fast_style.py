@@ -24,6 +24,7 @@ from tqdm import tqdm
 from convscope.core.denormals import flush_denormals
 from convscope.core.evaluate import score
 from convscope.core.hooks import frozen
+from convscope.core.images import resize
 from convscope.core.objectives import total_variation
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
@@ -97,8 +98,9 @@ def train_style_network(model: Model | nn.Module, style: torch.Tensor, photos: S
         raise ConvscopeError("fast style training needs at least one content photo")
     model = as_model(model)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    network = StyleNetwork(width, residuals).to(model.device).train()
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
+        torch.manual_seed(seed)
+        network = StyleNetwork(width, residuals).to(model.device).train()
     loss = StyleLoss(model, style, layers, smoothing)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     with frozen(model.net), flush_denormals():
@@ -125,8 +127,7 @@ def random_crops(photos: Sequence[torch.Tensor], count: int, size: int, generato
         crop = int(side * (0.5 + 0.5 * float(torch.rand(1, generator=generator))))
         top = int(torch.randint(photo.shape[-2] - crop + 1, (1,), generator=generator))
         left = int(torch.randint(photo.shape[-1] - crop + 1, (1,), generator=generator))
-        piece = F.interpolate(photo[..., top:top + crop, left:left + crop], size=(size, size), mode="bilinear",
-                              align_corners=False, antialias=True)
+        piece = resize(photo[..., top:top + crop, left:left + crop], (size, size))
         crops.append(piece.flip(-1) if float(torch.rand(1, generator=generator)) < 0.5 else piece)
     return torch.cat(crops)
 

@@ -27,8 +27,9 @@ EPSILONS = tuple(k / 255 for k in (0, 4, 8, 12, 16, 24, 32, 48, 64))
 
 def softmax_regression(images: torch.Tensor, labels: torch.Tensor, *, weight_decay: float = 1e-3) -> Model:
     """A linear classifier ``(B, 1, 8, 8) -> (B, 10)`` fitted by L-BFGS on cross-entropy."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(images[0].numel(), 10))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(images[0].numel(), 10))
     model = Model(net, "softmax regression", tuple(images.shape[-2:]), DIGITS_MEAN, DIGITS_STD,
                   Labels.numbered(10), channels=1)
     optimizer = torch.optim.LBFGS(net.parameters(), max_iter=200, line_search_fn="strong_wolfe")

@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from convscope.core.hooks import capture, frozen
+from convscope.core.images import resize
 from convscope.core.layers import conv_layers
 from convscope.core.objectives import (
     Objective,
@@ -94,7 +94,7 @@ class StyleLoss:
             raise unknown_choice("smoothing", smoothing, SMOOTHINGS)
         self.smooth = softmax_smoothing if smoothing == "softmax" else None
         if size is not None:
-            style = _resize(style, _same_area(style.shape[-2:], size))
+            style = resize(style, _same_area(style.shape[-2:], size))
         codes = self._codes(style, list(self.layers.style))
         self.grams = {layer: gram(self.smooth(codes[layer]) if self.smooth else codes[layer])
                       for layer in self.layers.style}
@@ -152,11 +152,11 @@ def stylize(model: Model | nn.Module, content: torch.Tensor, style: torch.Tensor
     generator = torch.Generator().manual_seed(seed)
     image, scores, result = None, [], None
     for k, hw in enumerate(_octave_sizes(content.shape[-2:], size, octaves)):
-        scaled = _resize(content, hw).to(model.device)
+        scaled = resize(content, hw).to(model.device)
         loss = StyleLoss(model, style, layers, smoothing, size=hw)
         objective = (content_weight * loss.content(scaled) + style_weight * loss.style()
                      + tv_weight * total_variation())
-        begin = _resize(image, hw) if image is not None else (scaled if start == "content" else "noise")
+        begin = resize(image, hw) if image is not None else (scaled if start == "content" else "noise")
         param = make_param("pixel", 1, hw, start=begin, center=torch.tensor(model.mean), generator=generator,
                            device=model.device)
         result = render(model, objective, param, steps=max(1, steps // octaves), optimizer=optimizer, lr=lr,
@@ -167,7 +167,7 @@ def stylize(model: Model | nn.Module, content: torch.Tensor, style: torch.Tensor
             break
     result.scores = torch.cat(scores)
     if preserve_color:
-        result.images = keep_colors(result.images, _resize(content, result.images.shape[-2:]).cpu())
+        result.images = keep_colors(result.images, resize(content, result.images.shape[-2:]).cpu())
     result.name = "style transfer"
     return result
 
@@ -190,10 +190,3 @@ def _octave_sizes(shape, size: int, octaves: int) -> list[tuple[int, int]]:
 def _same_area(shape, hw: tuple[int, int]) -> tuple[int, int]:
     scale = (hw[0] * hw[1] / (int(shape[0]) * int(shape[1]))) ** 0.5
     return max(8, round(int(shape[0]) * scale)), max(8, round(int(shape[1]) * scale))
-
-
-def _resize(x: torch.Tensor, size) -> torch.Tensor:
-    size = tuple(int(s) for s in size)
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 
 from convscope.core.evaluate import score
+from convscope.core.images import resize
 from convscope.core.objectives import layer_norm
 from convscope.core.render import Picture, grid, picture
 from convscope.optimize.dream import dream
@@ -42,7 +42,7 @@ def _side(model, side: int) -> int:
 
 
 def _dreams(model, side: int, full: bool) -> Picture:
-    cat = F.interpolate(sample_image("cat"), size=(side * 3 // 4, side), mode="bilinear", antialias=True)
+    cat = resize(sample_image("cat"), (side * 3 // 4, side))
     layers = _layers(model, DREAM_LAYERS)
     results = [dream(model, cat, layer, steps=40 if full else 20).images for layer in layers]
     gains = [_gain(model, layer, cat, dreamed) for layer, dreamed in zip(layers, results)]
@@ -59,11 +59,11 @@ def _gain(model, layer: str, before: torch.Tensor, after: torch.Tensor) -> float
 def _style(model, name: str, side: int, steps: int) -> Picture:
     content, style = sample_image("cat"), style_image(name, size=side)
     result = stylize(model, content, style, size=side, steps=steps)
-    scaled = F.interpolate(content, size=result.images.shape[-2:], mode="bilinear", antialias=True)
+    scaled = resize(content, result.images.shape[-2:])
     loss = StyleLoss(model, style, size=tuple(scaled.shape[-2:]))
     before, after = loss.measure(scaled, scaled), loss.measure(result.images, scaled)
     drop = 1 - after["style"] / before["style"]
-    tiles = [_fit(x, scaled.shape[-2:]) for x in (scaled, style, result.images)]
+    tiles = [resize(x, scaled.shape[-2:]) for x in (scaled, style, result.images)]
     return picture(grid(torch.cat(tiles), columns=3, padding=4),
                    f"content | style | result ({steps} L-BFGS steps): style loss -{100 * drop:.0f}%, "
                    f"content loss {after['content']:.2f}", style_drop=drop, content_loss=after["content"])
@@ -93,7 +93,3 @@ def _fast(model, side: int, steps: int) -> Picture:
                    f"trained {steps} steps in {trained:.0f} s; {1000 * per_image:.0f} ms per image; "
                    f"style loss of the unseen photos " + ", ".join(f"-{100 * d:.0f}%" for d in drops),
                    train_seconds=trained, seconds_per_image=per_image, style_drops=drops)
-
-
-def _fit(x: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True)
