@@ -1,0 +1,106 @@
+"""Commands over a whole dataset: ``embed`` (codes, t-SNE/UMAP, the grid) and ``top-activations``.
+
+Both run unchanged under ``torchrun --nproc_per_node N``, and resume when run again with the
+same output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convscope.cli.app import DeviceOption, ModelOption, app, open_model
+from convscope.core.render import save_array
+from convscope.data.datasets import SPECS, open_dataset
+from convscope.data.distributed import process_group
+from convscope.errors import ConvscopeError
+from convscope.inspect.codes import extract_codes
+from convscope.inspect.embedding import METHODS, embed_2d, grid_picture, knn_accuracy, scatter_picture
+from convscope.inspect.top_patches import top_activations as top_images
+from convscope.models import DEFAULT_MODEL
+
+DatasetArgument = Annotated[str, typer.Argument(help=f"The images: {SPECS}.")]
+FolderOption = Annotated[Path, typer.Option("--output", "-o", help="Folder for the results (run again to resume).")]
+BatchOption = Annotated[int | None, typer.Option(min=1, help="Images per forward pass (default: 4 on CPU, 128 on GPU).")]
+WorkersOption = Annotated[int | None, typer.Option(min=0, help="Reader processes (default: up to 4).")]
+ChunkOption = Annotated[int, typer.Option(min=1, help="Images per resumable unit of work.")]
+
+
+@app.command()
+def embed(dataset: DatasetArgument, output: FolderOption,
+          layer: Annotated[str | None, typer.Option(help="Layer of the codes (default: penultimate).")] = None,
+          method: Annotated[str, typer.Option(help=f"2-D embedding: {', '.join(METHODS)}.")] = "tsne",
+          tile: Annotated[int, typer.Option(min=4, help="Pixels per image in the grid picture.")] = 32,
+          seed: Annotated[int, typer.Option(help="Random seed of the embedding.")] = 0,
+          batch_size: BatchOption = None, workers: WorkersOption = None, chunk: ChunkOption = 256,
+          model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Codes of every image, embedded in 2-D: grid.png, scatter.png, report.json, codes.npy."""
+    if method not in METHODS:
+        raise ConvscopeError(f"--method {method!r}; accepted: {', '.join(METHODS)}")
+    images = open_dataset(dataset)
+    with process_group(device) as ranks:
+        net = open_model(model, device)
+        start = time.perf_counter()
+        codes = extract_codes(net, images, output, layer=layer, chunk_size=chunk, batch_size=batch_size,
+                              workers=workers, ranks=ranks)
+        seconds = time.perf_counter() - start
+    if not ranks.main:
+        return
+    points = embed_2d(codes.codes, method, seed=seed, progress=True)
+    labelled = bool(codes.classes) and (codes.labels >= 0).all()
+    accuracy = knn_accuracy(points, codes.labels) if labelled else None
+    save_array(output / f"embedding-{method}.npy", points=points)
+    grid_picture(images, codes.indices, points, tile=tile, seed=seed).save(output / "grid.png")
+    scatter_picture(points, codes.labels, codes.classes, title=f"{images.spec}: {codes.layer} codes, {method}",
+                    accuracy=accuracy).save(output / "scatter.png")
+    report = {"dataset": images.spec, "model": net.name, "layer": codes.layer, "images": int(len(codes.codes)),
+              "dimensions": int(codes.codes.shape[1]), "method": method, "knn10_accuracy_2d": accuracy,
+              "code_seconds_this_run": round(seconds, 2), "unreadable": [f.as_dict() for f in codes.failures]}
+    _write_report(output, report)
+    summary = f"; 10-NN accuracy in 2-D {accuracy:.3f}" if accuracy is not None else ""
+    typer.echo(f"{output}: {len(codes.codes)} codes of {codes.layer} ({codes.codes.shape[1]}-d){summary}; "
+               f"{len(codes.failures)} unreadable image(s) skipped")
+
+
+@app.command("top-activations")
+def top_activations(dataset: DatasetArgument, output: FolderOption,
+                    layer: Annotated[str, typer.Option(help="Layer whose channels to rank images by.")],
+                    channels: Annotated[str, typer.Option(help="Channels: all, or e.g. 0,5,9 or 0-15.")] = "all",
+                    k: Annotated[int, typer.Option("--k", min=1, help="Images per channel.")] = 9,
+                    batch_size: BatchOption = None, workers: WorkersOption = None, chunk: ChunkOption = 256,
+                    model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Each channel's top-k images and receptive-field patches: index.json, top.npz, channels/*.png."""
+    images = open_dataset(dataset)
+    with process_group(device) as ranks:
+        net = open_model(model, device)
+        top = top_images(net, images, output, layer=layer, channels=parse_channels(channels), k=k,
+                         chunk_size=chunk, batch_size=batch_size, workers=workers, ranks=ranks)
+    if not ranks.main:
+        return
+    top.save(output, images, model=net.name, progress=True)
+    typer.echo(f"{output}: top {k} images of {len(top.channels)} channel(s) of {layer}; "
+               f"{len(top.failures)} unreadable image(s) skipped")
+
+
+def parse_channels(text: str) -> list[int] | None:
+    """``all`` -> None; ``0,5,9`` and ``0-15`` (inclusive) -> a list of channel numbers."""
+    if text.strip().lower() == "all":
+        return None
+    found = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            found.extend(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise ConvscopeError(f"--channels {text!r}: expected all, or numbers and ranges such as 0,5,9 or 0-15") from None
+    return found
+
+
+def _write_report(folder: Path, report: dict) -> None:
+    temporary = folder / ".report.json.part"
+    temporary.write_text(json.dumps(report, indent=2))
+    temporary.replace(folder / "report.json")
