@@ -46,7 +46,7 @@ def run_pass(model: Model, dataset: ImageDataset, layer: str, store: ChunkStore,
     mine = ranks.share(pending)
     on_gpu = model.device.type == "cuda"
     batch_size = batch_size or (GPU_BATCH if on_gpu else CPU_BATCH)
-    workers = default_workers(dataset) if workers is None else workers
+    workers = default_workers(model.device) if workers is None else workers
     total = sum(len(chunk_range(chunk, store.chunk_size, len(dataset))) for chunk in mine)
     suffix = f" (rank {ranks.rank} of {ranks.world})" if ranks.world > 1 else ""
     bar = tqdm(total=total, desc=label + suffix, unit="img", disable=not progress or not ranks.main)

@@ -23,6 +23,9 @@ from convscope.errors import ConvscopeError, unknown_choice
 #: ``tsne``: openTSNE (scikit-learn's TSNE when openTSNE is missing); ``umap``: umap-learn;
 #: ``sklearn-tsne``: scikit-learn's TSNE.
 METHODS = ("tsne", "umap", "sklearn-tsne")
+#: Up to this many points openTSNE's Barnes-Hut gradients beat its FFT ones on few cores (2 cores:
+#: 3.0x faster at 5k points, 1.25x at 20k; the trend crosses over near 30k).
+BARNES_HUT_POINTS = 30_000
 
 
 def embed_2d(codes: np.ndarray, method: str = "tsne", *, perplexity: float = 30.0, seed: int = 0,
@@ -55,8 +58,9 @@ def _open_tsne(codes: np.ndarray, perplexity: float, seed: int, progress: bool) 
     with tqdm(total=steps, desc="t-SNE", unit="step", disable=not progress) as bar:
         def report(iteration, error, embedding):
             bar.update(50)
+        gradients = "bh" if len(codes) <= BARNES_HUT_POINTS else "fft"
         tsne = TSNE(perplexity=perplexity, n_jobs=os.cpu_count() or 1, random_state=seed,
-                    callbacks=report, callbacks_every_iters=50)
+                    negative_gradient_method=gradients, callbacks=report, callbacks_every_iters=50)
         return np.asarray(tsne.fit(codes), dtype=np.float32)
 
 
