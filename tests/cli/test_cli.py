@@ -258,3 +258,57 @@ def test_fool_and_linear_demo(capsys, monkeypatch, tmp_path):
     assert Image.open(out).size == (8, 8)
     code, text, _ = run(capsys, monkeypatch, "linear-demo", "-o", tmp_path / "linear.png")
     assert code == 0 and "accuracy" in text
+
+
+@pytest.fixture()
+def photo_folder(tmp_path):
+    """Class subfolders of crops of two photos, plus a corrupt file."""
+    from skimage import data
+    for name, photo in (("cat", data.chelsea()), ("cup", data.coffee())):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(photo[i * 15:i * 15 + 200, i * 30:i * 30 + 200]).save(tmp_path / "images" / name / f"{i}.jpg")
+    (tmp_path / "images" / "cup" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return tmp_path / "images"
+
+
+def test_embed_a_folder_reports_the_corrupt_file(capsys, monkeypatch, tmp_path, photo_folder):
+    code, out, err = run(capsys, monkeypatch, "embed", photo_folder, "-o", tmp_path / "run", "--method", "umap")
+    assert code == 0, err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["images"] == 12 and report["dimensions"] == 1280 and report["layer"] == "_dropout"
+    assert [item["name"] for item in report["unreadable"]] == [str(photo_folder / "cup" / "broken.jpg")]
+    assert 0 <= report["knn10_accuracy_2d"] <= 1 and "1 unreadable image(s) skipped" in out
+    assert np.load(tmp_path / "run" / "embedding-umap.npy").shape == (12, 2)
+    grid = np.asarray(Image.open(tmp_path / "run" / "grid.png"))
+    assert grid.shape == (4 * 33 + 1, 4 * 33 + 1, 3) and grid.std() > 10
+
+
+def test_top_activations_of_a_folder(capsys, monkeypatch, tmp_path, photo_folder):
+    code, out, err = run(capsys, monkeypatch, "top-activations", photo_folder, "-o", tmp_path / "top",
+                         "--layer", "_blocks.2", "--channels", "1,3-4", "--k", "3")
+    assert code == 0, err
+    index = json.loads((tmp_path / "top" / "index.json").read_text())
+    assert index["channels"] == [1, 3, 4] and index["k"] == 3 and len(index["failures"]) == 1
+    assert sorted(p.name for p in (tmp_path / "top" / "channels").iterdir()) == ["0001.png", "0003.png", "0004.png"]
+    assert all(name.startswith(str(photo_folder)) for name in index["images"].values())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["embed", "nowhere", "-o", "x"], "no such folder or file"),
+    (["embed", "digits", "-o", "x", "--method", "pca"], "--method 'pca'"),
+    (["embed", "digits", "-o", "x", "--model", "digits_cnn", "--layer", "featurs"], "unknown layer 'featurs'"),
+    (["top-activations", "digits", "-o", "x", "--model", "digits_cnn", "--layer", "features.3", "--channels", "a"],
+     "expected all, or numbers"),
+])
+def test_dataset_command_mistakes_are_one_line(capsys, monkeypatch, tmp_path, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, monkeypatch, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_run_folder_of_other_settings_is_refused(capsys, monkeypatch, tmp_path):
+    args = ["top-activations", "digits:50", "--model", "digits_cnn", "--layer", "features.3", "-o", tmp_path / "r"]
+    assert run(capsys, monkeypatch, *args)[0] == 0
+    code, _, err = run(capsys, monkeypatch, *args[:-2], "--k", "4", "-o", tmp_path / "r")
+    assert code == 2 and "holds a different run (k: 9 there, 4 now)" in err

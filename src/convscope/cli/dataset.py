@@ -51,7 +51,7 @@ def embed(dataset: DatasetArgument, output: FolderOption,
     if not ranks.main:
         return
     points = embed_2d(codes.codes, method, seed=seed, progress=True)
-    labelled = bool(codes.classes) and (codes.labels >= 0).all()
+    labelled = bool(codes.classes) and (codes.labels >= 0).all() and len(points) > 10
     accuracy = knn_accuracy(points, codes.labels) if labelled else None
     save_array(output / f"embedding-{method}.npy", points=points)
     grid_picture(images, codes.indices, points, tile=tile, seed=seed).save(output / "grid.png")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from convscope.core.layers import resolve
 from convscope.core.summary import list_layers
 from convscope.data.datasets import ImageDataset, open_dataset
 from convscope.data.distributed import Ranks
@@ -113,6 +114,7 @@ def extract_codes(model: Model | nn.Module, dataset: str | Path | ImageDataset, 
     """
     model, dataset, ranks = as_model(model), open_dataset(dataset), ranks or Ranks()
     layer = layer or penultimate_layer(model)
+    resolve(model.net, layer)  # an unknown layer is refused before anything is written
     manifest = {"task": "codes", "model": model.name, "layer": layer, "dataset": dataset.spec}
     store = ChunkStore(folder, manifest, count=len(dataset), chunk_size=chunk_size, ranks=ranks)
     run_pass(model, dataset, layer, store, _Rows(), ranks=ranks, batch_size=batch_size, workers=workers,
