@@ -26,7 +26,7 @@ from convscope.models import DEFAULT_MODEL
 DatasetArgument = Annotated[str, typer.Argument(help=f"The images: {SPECS}.")]
 FolderOption = Annotated[Path, typer.Option("--output", "-o", help="Folder for the results (run again to resume).")]
 BatchOption = Annotated[int | None, typer.Option(min=1, help="Images per forward pass (default: 4 on CPU, 128 on GPU).")]
-WorkersOption = Annotated[int | None, typer.Option(min=0, help="Reader processes (default: up to 4).")]
+WorkersOption = Annotated[int | None, typer.Option(min=0, help="Reader processes (default: none on CPU, a spare core each on GPU).")]
 ChunkOption = Annotated[int, typer.Option(min=1, help="Images per resumable unit of work.")]
 
 

@@ -119,7 +119,8 @@ def _context(workers: int) -> str | None:
 def default_workers(device: torch.device) -> int:
     """Reader processes: none when the model runs on the CPU, where it already uses every core
     and readers would take cores from it (EfficientNet-Lite0 on 2 cores: 53 img/s with none,
-    42 with one); up to 4 when a GPU runs the model and reading is the bottleneck."""
+    42 with one); on a GPU, where reading is the bottleneck, one per spare core up to 16
+    (H100, 16 cores, photo crops: 4 readers 400 img/s, 8 1210, 12 1410; the model alone 8270)."""
     if device.type == "cpu":
         return 0
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
+    return max(1, min(16, (os.cpu_count() or 2) - 1))

@@ -105,7 +105,7 @@ def extract_codes(model: Model | nn.Module, dataset: str | Path | ImageDataset, 
         layer: any layer (4-D outputs are averaged over positions); the penultimate by default.
         chunk_size: images per resumable unit of work.
         batch_size: images per forward pass (4 on CPU, 128 on GPU by default).
-        workers: reader processes (default: up to 4, none for digits).
+        workers: reader processes (default: none on CPU, one per spare core on GPU).
         ranks: the torchrun group; alone by default.
         progress: show a progress bar.
 
