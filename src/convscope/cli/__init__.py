@@ -14,6 +14,7 @@ from convscope.cli import attribute as _attribute  # noqa: F401
 from convscope.cli import dataset as _dataset  # noqa: F401
 from convscope.cli import inspect as _inspect  # noqa: F401
 from convscope.cli import optimize as _optimize  # noqa: F401
+from convscope.cli import serve as _serve  # noqa: F401
 from convscope.cli import style as _style  # noqa: F401
 from convscope.cli import tour as _tour  # noqa: F401
 from convscope.cli.app import app

@@ -32,7 +32,7 @@ from convscope.optimize.render import FrameCallback, Rendering
 def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel: int | None = None,
           octaves: int = 4, octave_scale: float = 1.4, steps: int = 20, step_size: float = 0.015,
           jitter: int = 32, tile: int = 512, seed: int = 0, progress: bool = False,
-          callback: FrameCallback | None = None) -> Rendering:
+          callback: FrameCallback | None = None, every: int | None = None) -> Rendering:
     """Dreams ``image`` ``(B, 3, H, W)`` in [0, 1] at ``layer`` (or its ``channel``).
 
     Args:
@@ -44,7 +44,7 @@ def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel:
         jitter: the random roll, up to this many pixels in each direction.
         tile: the gradient is computed on tiles at most this many pixels on a side.
         seed: the rolls; the same seed gives the same image on the CPU.
-        callback: receives ``(step, images)`` after each octave.
+        callback: receives ``(step, images)`` after each octave, and every ``every`` steps if given.
 
     Returns:
         A :class:`~convscope.optimize.render.Rendering`: ``(B, 3, H, W)`` images at the input's
@@ -64,10 +64,12 @@ def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel:
                 base = resize(original, size)
                 detail = torch.zeros_like(base) if detail is None else resize(detail, size)
                 dreamed = (base + detail).clamp(0, 1)
-                for _ in range(steps):
+                for step in range(steps):
                     dreamed, values = ascend(dreamed)
                     scores.append(values)
                     bar.update()
+                    if callback and every and (step + 1) % every == 0 and step + 1 < steps:
+                        callback(k * steps + step + 1, dreamed.detach().cpu())
                 detail = dreamed - base
                 if callback:
                     callback((k + 1) * steps, dreamed.detach().cpu())

@@ -1,0 +1,255 @@
+"""The explorer's HTTP side: the JSON API under /api (OpenAPI at /api/openapi.json) and the page.
+
+Endpoints that only read the model run in the server's thread pool; the heavy ones queue a job
+and return its id at once (``POST /api/jobs/KIND``), whose progress and frames are read from
+``/api/jobs/ID`` and streamed by ``/api/jobs/ID/events`` (server-sent events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib import resources
+from typing import Annotated
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from convscope.errors import ConvscopeError
+from convscope.samples import SAMPLES, STYLES, sample_image
+from convscope.web import tasks
+from convscope.web.explorer import Explorer
+from convscope.web.guard import LOCAL_NAMES, HostGuard
+from convscope.web.jobs import FINISHED, QueueFull, UnknownJob
+from convscope.web.store import UnknownImage
+from convscope.web.uploads import UploadError, decode_upload
+
+STATIC = resources.files("convscope.web") / "static"
+SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                                               "frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> FastAPI:
+    """The ASGI app serving ``explorer``; requests whose Host/Origin is not in ``hosts`` get 403."""
+    app = FastAPI(title="convscope explorer", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
+                  redoc_url=None)
+    app.state.explorer = explorer
+    _errors(app)
+    _light_routes(app, explorer)
+    _job_routes(app, explorer)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), headers=SECURITY_HEADERS)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in response.headers})
+        return response
+
+    app.router.on_shutdown.append(explorer.close)
+    return HostGuard(app, hosts)  # type: ignore[return-value]
+
+
+def _errors(app: FastAPI) -> None:
+    def reply(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status)
+
+    app.add_exception_handler(UploadError, lambda request, error: reply(error.status, str(error)))
+    app.add_exception_handler(UnknownImage, lambda request, error: reply(404, str(error)))
+    app.add_exception_handler(UnknownJob, lambda request, error: reply(404, str(error)))
+    app.add_exception_handler(QueueFull, lambda request, error: reply(429, str(error)))
+    app.add_exception_handler(ConvscopeError, lambda request, error: reply(400, str(error)))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+        return reply(422, f"{where}: {first.get('msg', 'invalid')}{more}")
+
+
+def png(shown) -> Response:
+    return Response(shown._repr_png_(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _light_routes(app: FastAPI, explorer: Explorer) -> None:
+    model = explorer.model
+
+    @app.get("/api/model", tags=["model"])
+    def model_info() -> dict:
+        """The model's name, input size, device and number of classes."""
+        return {"name": model.name, "input_size": list(model.input_size), "device": str(model.device),
+                "classes": len(model.labels) if model.labels else None, "samples": list(SAMPLES),
+                "styles": list(STYLES), "attributions": list(tasks.ATTRIBUTIONS),
+                "top_activations": None if explorer.top is None else
+                {"layer": explorer.top.layer, "channels": explorer.top.channels.tolist(),
+                 "k": int(explorer.top.images.shape[1])}}
+
+    @app.get("/api/classes", tags=["model"])
+    def classes() -> list[dict]:
+        """Every class: index and name."""
+        names = model.labels.names if model.labels else ()
+        return [{"index": i, "label": name} for i, name in enumerate(names)]
+
+    @app.get("/api/layers", tags=["model"])
+    def layers() -> list[dict]:
+        """Every layer: name, type, output shape, parameters and receptive field (size, jump, start)."""
+        return [{"name": info.name, "kind": info.kind, "shape": list(info.shape), "parameters": info.parameters,
+                 "receptive_field": None if info.receptive_field is None or info.receptive_field.whole else
+                 {"size": info.receptive_field.size[0], "jump": info.receptive_field.jump[0],
+                  "start": info.receptive_field.start[0]}} for info in explorer.layers]
+
+    @app.post("/api/images/sample/{name}", tags=["images"], status_code=201)
+    def open_sample(name: str) -> dict:
+        """Opens a bundled photo (cat, coffee, astronaut, rocket); returns its image id."""
+        image = sample_image(name)
+        return {"id": explorer.store.add(image), "width": image.shape[-1], "height": image.shape[-2]}
+
+    @app.post("/api/images", tags=["images"], status_code=201)
+    async def upload(request: Request) -> dict:
+        """Uploads an image as the raw request body (JPEG, PNG, WebP, BMP or TIFF, sniffed from the
+        bytes); returns its image id. Larger than the byte or pixel limit: 413."""
+        data = await _body(request, explorer.settings.max_upload_bytes)
+        image = await asyncio.to_thread(decode_upload, data, max_pixels=explorer.settings.max_upload_pixels)
+        return {"id": explorer.store.add(image), "width": image.shape[-1], "height": image.shape[-2]}
+
+    @app.get("/api/images/{image_id}.png", tags=["images"])
+    def image(image_id: str) -> Response:
+        return png(explorer.image_picture(image_id))
+
+    @app.get("/api/images/{image_id}/predictions", tags=["images"])
+    def predictions(image_id: str, top: Annotated[int, Query(ge=1, le=50)] = 5) -> list[dict]:
+        """The top classes: index, label, probability."""
+        return explorer.predictions(image_id, top)
+
+    @app.get("/api/images/{image_id}/activations", tags=["activations"])
+    def activation_layout(image_id: str, layer: str) -> dict:
+        """Which channel each tile of ``activations.png`` shows (strongest first, ``columns`` per row)."""
+        return explorer.activation_grid(image_id, layer)[1]
+
+    @app.get("/api/images/{image_id}/activations.png", tags=["activations"])
+    def activation_grid(image_id: str, layer: str) -> Response:
+        return png(explorer.activation_grid(image_id, layer)[0])
+
+    @app.get("/api/images/{image_id}/channel.png", tags=["activations"])
+    def channel_map(image_id: str, layer: str, channel: Annotated[int, Query(ge=0)]) -> Response:
+        """One channel's activation map over the image."""
+        return png(explorer.channel_overlay(image_id, layer, channel))
+
+    @app.get("/api/top/{channel}.png", tags=["activations"])
+    def top_patches(channel: int) -> FileResponse:
+        """The channel's top dataset patches, from the index given with ``--index``."""
+        return FileResponse(str(explorer.top_patches(channel)), media_type="image/png")
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise UploadError(413, f"the upload is {int(declared) / 2**20:.1f} MiB; at most {limit / 2**20:.0f} MiB "
+                               f"are accepted")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UploadError(413, f"the upload is larger than {limit / 2**20:.0f} MiB, the most accepted")
+        chunks.append(chunk)
+    if not size:
+        raise UploadError(400, "the upload is empty; send the image file as the request body")
+    return b"".join(chunks)
+
+
+def _job_routes(app: FastAPI, explorer: Explorer) -> None:
+    jobs = explorer.jobs
+
+    def queued(kind: str, run) -> JSONResponse:
+        return JSONResponse(jobs.submit(kind, run).status(), status_code=202)
+
+    @app.post("/api/jobs/dream", tags=["jobs"], status_code=202)
+    def dream(request: tasks.DreamRequest) -> JSONResponse:
+        """DeepDream of the image at a layer (or one channel); frames after each few steps."""
+        explorer.check_layer(request.layer)
+        if request.channel is not None:
+            explorer.check_channel(request.layer, request.channel)
+        return queued("dream", tasks.run_dream(request, explorer.store.get(request.image)))
+
+    @app.post("/api/jobs/style", tags=["jobs"], status_code=202)
+    def style(request: tasks.StyleRequest) -> JSONResponse:
+        """Gatys style transfer of the image in a built-in style."""
+        return queued("style", tasks.run_style(request, explorer.store.get(request.image)))
+
+    @app.post("/api/jobs/invert", tags=["jobs"], status_code=202)
+    def invert(request: tasks.InvertRequest) -> JSONResponse:
+        """Reconstruct the image from its code at a layer."""
+        explorer.check_layer(request.layer)
+        return queued("invert", tasks.run_invert(request, explorer.store.get(request.image)))
+
+    @app.post("/api/jobs/attack", tags=["jobs"], status_code=202)
+    def attack(request: tasks.AttackRequest) -> JSONResponse:
+        """An adversarial example: the original, the adversarial image and the change magnified."""
+        explorer.check_class(request.target)
+        return queued("attack", tasks.run_attack(request, explorer.store.get(request.image)))
+
+    @app.post("/api/jobs/attribution", tags=["jobs"], status_code=202)
+    def attribution(request: tasks.AttributionRequest) -> JSONResponse:
+        """A gradient map, Grad-CAM or occlusion for a class (the top class when none is given)."""
+        explorer.check_class(request.target)
+        return queued("attribution", tasks.run_attribution(request, explorer.store.get(request.image)))
+
+    @app.post("/api/jobs/visualize", tags=["jobs"], status_code=202)
+    def visualize(request: tasks.VisualizeRequest) -> JSONResponse:
+        """The image that excites one channel most; computed once, then served from the cache."""
+        explorer.check_channel(request.layer, request.channel)
+        key = (request.layer, request.channel, request.steps, request.size)
+        cached = explorer.visualizations.get(key)
+        try:
+            if cached and jobs.get(cached).state not in ("failed", "cancelled"):
+                return JSONResponse(jobs.get(cached).status(), status_code=202)
+        except UnknownJob:
+            pass
+        reply = queued("visualize", tasks.run_visualize(request))
+        explorer.visualizations[key] = json.loads(reply.body)["id"]
+        return reply
+
+    @app.get("/api/jobs/{job_id}", tags=["jobs"])
+    def status(job_id: str) -> dict:
+        """State (queued, running, done, failed, cancelled), progress 0..1, frames so far, message."""
+        return jobs.get(job_id).status()
+
+    @app.delete("/api/jobs/{job_id}", tags=["jobs"])
+    def cancel(job_id: str) -> dict:
+        """Cancels the job; it stops at its next frame."""
+        return jobs.cancel(job_id).status()
+
+    @app.get("/api/jobs/{job_id}/frame.png", tags=["jobs"])
+    def frame(job_id: str, number: int = -1) -> Response:
+        """Frame ``number`` (0 = first; -1 = latest, the result once done)."""
+        try:
+            data = jobs.get(job_id).frame(number)
+        except KeyError:
+            return JSONResponse({"detail": f"job {job_id} has no frame {number} (yet)"}, status_code=404)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/jobs/{job_id}/events", tags=["jobs"])
+    async def events(job_id: str) -> StreamingResponse:
+        """Server-sent events: the job's status each time it changes, until it has finished."""
+        job = jobs.get(job_id)
+
+        async def stream():
+            last = None
+            while True:
+                now = job.status()
+                if now != last:
+                    yield f"data: {json.dumps(now)}\n\n"
+                    last = now
+                if now["state"] in FINISHED:
+                    return
+                await asyncio.sleep(0.1)
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+

@@ -1,0 +1,126 @@
+"""What the web explorer serves, without HTTP: the model, the images, cached views and the jobs."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from convscope.core.images import fit
+from convscope.core.layers import resolve
+from convscope.core.render import Picture, picture
+from convscope.core.summary import LayerInfo, list_layers
+from convscope.errors import ConvscopeError, unknown_choice
+from convscope.inspect.activations import Activations, activations
+from convscope.inspect.predictions import classify
+from convscope.inspect.top_patches import TopActivations, load_top_activations
+from convscope.models.model import Model
+from convscope.web.jobs import JobQueue
+from convscope.web.store import ImageStore
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits of the server.
+
+    Attributes:
+        max_upload_bytes: largest upload (20 MiB).
+        max_upload_pixels: largest image, in pixels (40 megapixels).
+        workers: heavy jobs running at once; queue: jobs waiting; job_seconds: each job's limit.
+        images: images kept in memory (least recently used dropped first).
+    """
+
+    max_upload_bytes: int = 20 * 2**20
+    max_upload_pixels: int = 40_000_000
+    workers: int = 2
+    queue: int = 4
+    job_seconds: float = 300.0
+    images: int = 64
+
+
+class Explorer:
+    """The model and everything the page asks about it; light views run one at a time on it."""
+
+    def __init__(self, model: Model, *, index: str | Path | None = None, settings: Settings = Settings()) -> None:
+        self.model, self.settings = model, settings
+        self.layers: list[LayerInfo] = list_layers(model)
+        self.store = ImageStore(settings.images)
+        self.jobs = JobQueue(model, workers=settings.workers, capacity=settings.queue, seconds=settings.job_seconds)
+        self.index_folder = Path(index) if index else None
+        self.top: TopActivations | None = load_top_activations(index) if index else None
+        self.visualizations: dict[tuple, str] = {}
+        self._lock = threading.Lock()
+        self._maps: OrderedDict[tuple[str, str], Activations] = OrderedDict()
+
+    def fitted(self, image_id: str) -> torch.Tensor:
+        """Image ``image_id`` at the model's input size, ``(1, 3, H, W)``."""
+        return fit(self.store.get(image_id), self.model.input_size)
+
+    def predictions(self, image_id: str, top: int) -> list[dict]:
+        x = self.fitted(image_id)
+        with self._lock:
+            return [p.as_dict() for p in classify(self.model, x, top=top)[0]]
+
+    def check_layer(self, layer: str) -> LayerInfo:
+        """The layer's row of the table; an unknown name raises with the closest valid ones."""
+        resolve(self.model.net, layer)
+        for info in self.layers:
+            if info.name == layer:
+                return info
+        raise unknown_choice("layer", layer, [info.name for info in self.layers])
+
+    def check_channel(self, layer: str, channel: int) -> None:
+        shape = self.check_layer(layer).shape
+        count = shape[0] if shape else 0
+        if not 0 <= channel < count:
+            raise ConvscopeError(f"channel {channel} is out of range for layer {layer!r}; accepted: 0..{count - 1}")
+
+    def check_class(self, target: str | None) -> None:
+        if target is not None and self.model.labels is not None:
+            self.model.labels.index(target)
+
+    def maps(self, image_id: str, layer: str) -> Activations:
+        """The layer's activations for the image (the last few are cached)."""
+        info = self.check_layer(layer)
+        if len(info.shape) != 3:
+            raise ConvscopeError(f"layer {layer!r} outputs {info.shape}, not (C, h, w) maps; pick a convolutional "
+                                 f"layer")
+        key = (image_id, layer)
+        x = self.fitted(image_id)
+        with self._lock:
+            if key not in self._maps:
+                self._maps[key] = activations(self.model, x, layer)
+                while len(self._maps) > 8:
+                    self._maps.popitem(last=False)
+            self._maps.move_to_end(key)
+            return self._maps[key]
+
+    def activation_grid(self, image_id: str, layer: str) -> tuple[Picture, dict]:
+        """The grid picture and its layout: which channel each tile shows, in rows of ``columns``."""
+        shown = self.maps(image_id, layer).grid(max_channels=64)
+        channels = shown.numbers["channels"]
+        columns = max(1, math.ceil(math.sqrt(len(channels))))
+        return shown, {"layer": layer, "channels": channels, "strength": shown.numbers["strength"],
+                       "columns": columns, "rows": math.ceil(len(channels) / columns), "padding": 2,
+                       "total_channels": self.maps(image_id, layer).maps.shape[1]}
+
+    def channel_overlay(self, image_id: str, layer: str, channel: int) -> Picture:
+        return self.maps(image_id, layer).overlay(channel)
+
+    def image_picture(self, image_id: str) -> Picture:
+        return picture(self.store.get(image_id)[0])
+
+    def top_patches(self, channel: int) -> Path:
+        """The picture file of one channel's top patches from the ``--index`` folder."""
+        if self.top is None:
+            raise ConvscopeError("no top-activations index was given (convscope serve --index DIR)")
+        if channel not in set(self.top.channels.tolist()):
+            raise ConvscopeError(f"channel {channel} is not in the index of {self.top.layer}")
+        return self.index_folder / "channels" / f"{int(channel):04d}.png"
+
+    def close(self) -> None:
+        self.jobs.close()

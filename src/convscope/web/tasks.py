@@ -1,0 +1,148 @@
+"""The heavy requests: what each job kind accepts (validated ranges) and how it runs.
+
+Each ``*Request`` is the JSON body of ``POST /api/jobs/KIND``; ``runner`` turns a validated
+request into ``run(model, job)`` for the job queue, which reports frames through ``job.report``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from convscope.attribute.occlusion import occlusion
+from convscope.attribute.saliency import METHODS as SALIENCY_METHODS
+from convscope.attribute.saliency import saliency
+from convscope.attribute.targets import class_indices
+from convscope.core.images import fit
+from convscope.core.render import Picture
+from convscope.models.model import Model
+from convscope.optimize.adversarial import attack
+from convscope.optimize.dream import dream
+from convscope.optimize.invert import invert
+from convscope.optimize.style import stylize
+from convscope.optimize.visualize import visualize_channel
+from convscope.samples import STYLES, style_image
+from convscope.web.jobs import Job
+
+ATTRIBUTIONS = (*SALIENCY_METHODS, "occlusion")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DreamRequest(_Request):
+    image: str = Field(description="Image id from /api/images.")
+    layer: str
+    channel: int | None = Field(None, ge=0)
+    octaves: int = Field(3, ge=1, le=6)
+    steps: int = Field(10, ge=1, le=50)
+    step_size: float = Field(0.015, gt=0, le=0.1)
+    size: int = Field(384, ge=64, le=512, description="Longer side of the dreamed image.")
+
+
+class StyleRequest(_Request):
+    image: str
+    style: Literal[STYLES] = "stained-glass"  # type: ignore[valid-type]
+    size: int = Field(256, ge=64, le=512)
+    steps: int = Field(100, ge=1, le=400)
+    style_weight: float = Field(10.0, gt=0, le=1e4)
+
+
+class InvertRequest(_Request):
+    image: str
+    layer: str
+    steps: int = Field(100, ge=1, le=400)
+
+
+class AttackRequest(_Request):
+    image: str
+    method: Literal["fgsm", "pgd", "deepfool", "cw"] = "pgd"
+    target: str | None = Field(None, description="Class name or index; none for untargeted.")
+    eps: float = Field(2 / 255, gt=0, le=32 / 255)
+    steps: int = Field(10, ge=1, le=100)
+
+
+class VisualizeRequest(_Request):
+    layer: str
+    channel: int = Field(ge=0)
+    steps: int = Field(128, ge=1, le=512)
+    size: int = Field(128, ge=32, le=256)
+
+
+class AttributionRequest(_Request):
+    image: str
+    method: Literal[ATTRIBUTIONS] = "gradient"  # type: ignore[valid-type]
+    target: str | None = Field(None, description="Class name or index; the top class when none.")
+
+
+def _frames(job: Job, total: int) -> Callable[[int, torch.Tensor], None]:
+    return lambda step, images: job.report(step / total, images)
+
+
+def run_dream(request: DreamRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
+    scale = request.size / max(image.shape[-2:])
+    shape = tuple(max(8, round(side * scale)) for side in image.shape[-2:])
+
+    def run(model: Model, job: Job) -> Picture:
+        job.report(0.0, image[0])
+        x = torch.nn.functional.interpolate(image, size=shape, mode="bilinear", align_corners=False).clamp(0, 1)
+        every = max(1, request.steps // 3)
+        result = dream(model, x, request.layer, channel=request.channel, octaves=request.octaves,
+                       steps=request.steps, step_size=request.step_size,
+                       callback=_frames(job, request.octaves * request.steps), every=every)
+        return result.picture()
+    return run
+
+
+def run_style(request: StyleRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
+    def run(model: Model, job: Job) -> Picture:
+        job.report(0.0, image[0])
+        result = stylize(model, image, style_image(request.style, size=request.size), size=request.size,
+                         steps=request.steps, style_weight=request.style_weight,
+                         callback=_frames(job, request.steps))
+        return result.picture()
+    return run
+
+
+def run_invert(request: InvertRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
+    def run(model: Model, job: Job) -> Picture:
+        x = fit(image, model.input_size)
+        job.report(0.0, x[0])
+        return invert(model, x, request.layer, steps=request.steps, callback=_frames(job, request.steps)).picture()
+    return run
+
+
+def run_attack(request: AttackRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
+    def run(model: Model, job: Job) -> Picture:
+        x = fit(image, model.input_size)
+        job.report(0.0, x[0])
+        options = {"eps": request.eps} if request.method in ("fgsm", "pgd") else {}
+        if request.method != "fgsm":
+            options["steps"] = request.steps
+        result = attack(model, x, request.method, target=request.target, **options)
+        job.report(1.0)
+        return result.picture(model)
+    return run
+
+
+def run_visualize(request: VisualizeRequest) -> Callable[[Model, Job], Picture]:
+    def run(model: Model, job: Job) -> Picture:
+        result = visualize_channel(model, request.layer, request.channel, steps=request.steps, size=request.size,
+                                   callback=_frames(job, request.steps))
+        return result.picture()
+    return run
+
+
+def run_attribution(request: AttributionRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
+    def run(model: Model, job: Job) -> Picture:
+        x = fit(image, model.input_size)
+        job.report(0.0, x[0])
+        if request.method == "occlusion":
+            index = class_indices(model, x.to(model.device), request.target)
+            return occlusion(model, x, index, mode="fast").picture()
+        return saliency(model, x, request.target, method=request.method).picture()
+    return run
