@@ -61,3 +61,15 @@ def test_decay_and_clip_norm():
     y = torch.tensor([0.5, 0.52, 0.9, 0.1]).view(1, 1, 2, 2).expand(1, 3, 2, 2).clone()
     ClipNorm(40)(y, None, 0)  # the lowest 40% of norms (0.02 and 0.0... one pixel) go to the center
     assert torch.allclose(y[0, 0].flatten(), torch.tensor([0.5, 0.5, 0.9, 0.1]))
+
+
+def test_lbfgs_starts_from_a_permuted_photo(digits):
+    """A photo straight from an (H, W, 3) array has permuted strides; L-BFGS needs flat gradients."""
+    from convscope.core.objectives import class_logit
+    from convscope.optimize.render import render
+
+    photo = torch.rand(8, 8, 3).permute(2, 0, 1)[None]
+    assert not photo.is_contiguous()
+    param = make_param("pixel", 1, (8, 8), start=photo)
+    result = render(digits, class_logit(3), param, steps=2, optimizer="lbfgs")
+    assert len(result.scores) == 2 and result.scores[-1, 0] > result.scores[0, 0]

@@ -40,7 +40,8 @@ class PixelImage(ImageParam):
     """Raw pixels ``(B, 3, H, W)``, clamped to [0, 1] after every step."""
 
     def __init__(self, pixels: torch.Tensor) -> None:
-        self.pixels = pixels.detach().clone().clamp(0, 1).requires_grad_(True)
+        # contiguous whatever the start's strides (a permuted photo): L-BFGS views gradients flat
+        self.pixels = pixels.detach().clone(memory_format=torch.contiguous_format).clamp(0, 1).requires_grad_(True)
         self.tensors = [self.pixels]
 
     def image(self) -> torch.Tensor:

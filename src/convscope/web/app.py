@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated
 
@@ -34,8 +35,13 @@ SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'sel
 
 def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> FastAPI:
     """The ASGI app serving ``explorer``; requests whose Host/Origin is not in ``hosts`` get 403."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        explorer.close()
+
     app = FastAPI(title="convscope explorer", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     app.state.explorer = explorer
     _errors(app)
     _light_routes(app, explorer)
@@ -52,7 +58,6 @@ def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> F
         response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in response.headers})
         return response
 
-    app.router.on_shutdown.append(explorer.close)
     return HostGuard(app, hosts)  # type: ignore[return-value]
 
 

@@ -31,7 +31,7 @@ class ImageStore:
         """Keeps a ``(1, 3, H, W)`` image (shrunk to :data:`KEEP_SIDE`) and returns its new id."""
         height, width = image.shape[-2:]
         scale = min(1.0, KEEP_SIDE / max(height, width))
-        image = resize(image, (max(1, round(height * scale)), max(1, round(width * scale)))).clamp(0, 1)
+        image = resize(image, (max(1, round(height * scale)), max(1, round(width * scale)))).clamp(0, 1).contiguous()
         key = secrets.token_urlsafe(12)
         with self._lock:
             self._images[key] = image

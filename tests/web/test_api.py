@@ -1,0 +1,205 @@
+"""The explorer's JSON API: each endpoint against the library, each bad input a 4xx with a clear message."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convscope.core.images import fit
+from convscope.inspect.activations import activations
+from convscope.inspect.predictions import classify
+from convscope.inspect.top_patches import top_activations
+from convscope.samples import sample_image
+from tests.conftest import assert_unchanged, snapshot
+from tests.web.conftest import client_for, wait_for
+
+
+def png_bytes(array: np.ndarray, kind: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
+def test_model_classes_and_layers(client, lite0):
+    info = client.get("/api/model").json()
+    assert info["name"] == "efficientnet_lite0" and info["input_size"] == [224, 224] and info["classes"] == 1000
+    classes = client.get("/api/classes").json()
+    assert classes[281] == {"index": 281, "label": lite0.labels.name(281)}
+    layers = {layer["name"]: layer for layer in client.get("/api/layers").json()}
+    assert layers["_blocks.5"]["shape"] == [80, 14, 14] and layers["_blocks.5"]["receptive_field"]["size"] == 83
+
+
+def test_predictions_equal_the_library(client, cat_id, lite0):
+    before = snapshot(lite0.net)
+    got = client.get(f"/api/images/{cat_id}/predictions?top=3").json()
+    expected = classify(lite0, fit(sample_image("cat"), 224), top=3)[0]
+    assert [p["index"] for p in got] == [p.index for p in expected]
+    assert got[0]["probability"] == pytest.approx(expected[0].probability, abs=1e-5)
+    assert_unchanged(before, lite0.net)
+
+
+def test_upload_is_sniffed_by_content(client, lite0):
+    photo = (sample_image("coffee", size=224)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    reply = client.post("/api/images", content=png_bytes(photo, "JPEG"), headers={"content-type": "image/png"})
+    assert reply.status_code == 201, reply.text
+    image_id = reply.json()["id"]
+    shown = Image.open(io.BytesIO(client.get(f"/api/images/{image_id}.png").content))
+    assert shown.size == (224, 224)
+    top = client.get(f"/api/images/{image_id}/predictions?top=1").json()[0]
+    assert top["label"] == classify(lite0, sample_image("coffee", size=224))[0][0].label
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"", 400, "empty"),
+    (b"hello, not an image at all", 415, "not an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, 400, "corrupt"),
+    (b"GIF89a" + b"\x00" * 40, 415, "not an image"),
+])
+def test_bad_uploads(client, body, status, message):
+    reply = client.post("/api/images", content=body)
+    assert reply.status_code == status and message in reply.json()["detail"]
+
+
+def test_uploads_over_the_byte_and_pixel_limits(lite0):
+    with client_for(lite0, max_upload_bytes=10_000, max_upload_pixels=100 * 100) as small:
+        noise = np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+        reply = small.post("/api/images", content=png_bytes(noise))
+        assert reply.status_code == 413 and "MiB" in reply.json()["detail"]
+        reply = small.post("/api/images", content=png_bytes(np.zeros((101, 101, 3), np.uint8)))
+        assert reply.status_code == 413 and "101x101 pixels" in reply.json()["detail"]
+
+
+def test_activation_layout_matches_the_library(client, cat_id, lite0):
+    layout = client.get(f"/api/images/{cat_id}/activations", params={"layer": "_blocks.4"}).json()
+    maps = activations(lite0, fit(sample_image("cat"), 224), "_blocks.4")
+    assert layout["channels"] == maps.order()[:64].tolist() and layout["total_channels"] == 40
+    grid = Image.open(io.BytesIO(client.get(f"/api/images/{cat_id}/activations.png",
+                                            params={"layer": "_blocks.4"}).content))
+    tile = (grid.width - layout["padding"]) / layout["columns"]
+    assert tile == int(tile) and layout["rows"] * tile + layout["padding"] == grid.height
+    overlay = client.get(f"/api/images/{cat_id}/channel.png", params={"layer": "_blocks.4", "channel": 3})
+    assert overlay.headers["content-type"] == "image/png" and Image.open(io.BytesIO(overlay.content)).size == (224, 224)
+
+
+@pytest.mark.parametrize("path, params, status, message", [
+    ("activations", {"layer": "_blocks.44"}, 400, "unknown layer '_blocks.44'; closest: _blocks.4"),
+    ("activations", {"layer": "_fc"}, 400, "not (C, h, w) maps"),
+    ("channel.png", {"layer": "_blocks.4", "channel": 40}, 400, "out of range"),
+    ("predictions", {"top": 0}, 422, "top: Input should be greater than or equal to 1"),
+])
+def test_bad_view_requests(client, cat_id, path, params, status, message):
+    reply = client.get(f"/api/images/{cat_id}/{path}", params=params)
+    assert reply.status_code == status and message in reply.json()["detail"], reply.text
+
+
+def test_unknown_ids_are_404(client):
+    assert client.get("/api/images/nope/predictions").status_code == 404
+    assert "no job" in client.get("/api/jobs/nope").json()["detail"]
+    assert client.delete("/api/jobs/nope").status_code == 404
+
+
+@pytest.mark.parametrize("kind, body, status, message", [
+    ("dream", "{not json", 422, "JSON decode error"),
+    ("dream", {"image": "x", "layer": "_blocks.4", "steps": 999}, 422, "steps: Input should be less than or equal to 50"),
+    ("dream", {"image": "x", "layer": "_blocks.4", "path": "/etc/passwd"}, 422, "path: Extra inputs are not permitted"),
+    ("dream", {"image": "CAT", "layer": "_blks.4"}, 400, "unknown layer"),
+    ("attribution", {"image": "CAT", "target": "expresso"}, 400, "unknown class 'expresso'"),
+    ("attack", {"image": "CAT", "method": "magic"}, 422, "method: Input should be"),
+    ("visualize", {"layer": "_blocks.4", "channel": 40}, 400, "out of range"),
+    ("style", {"image": "CAT", "style": "cubism"}, 422, "style: Input should be"),
+])
+def test_bad_job_requests(client, cat_id, kind, body, status, message):
+    payload = body if isinstance(body, str) else json.dumps(body).replace("CAT", cat_id)
+    reply = client.post(f"/api/jobs/{kind}", content=payload, headers={"content-type": "application/json"})
+    assert reply.status_code == status and message in reply.json()["detail"], reply.text
+
+
+def test_foreign_host_and_origin_are_refused(client):
+    assert client.get("/api/model", headers={"host": "attacker.example"}).status_code == 403
+    reply = client.get("/api/model", headers={"origin": "http://attacker.example"})
+    assert reply.status_code == 403 and "origin" in reply.json()["detail"]
+    assert client.get("/api/model", headers={"origin": "http://localhost:8000"}).status_code == 200
+    assert client.get("/api/model", headers={"host": "localhost:8000"}).status_code == 200
+
+
+def test_dream_job_streams_frames_and_finishes(client, cat_id):
+    job = client.post("/api/jobs/dream", json={"image": cat_id, "layer": "_blocks.4", "octaves": 2, "steps": 3,
+                                               "size": 96}).json()
+    events = client.get(f"/api/jobs/{job['id']}/events").text  # streams until the job has finished
+    states = [json.loads(line[6:])["state"] for line in events.splitlines() if line.startswith("data: ")]
+    assert states[-1] == "done" and "running" in states
+    status = wait_for(client, job)
+    assert status["frames"] >= 3 and status["progress"] == 1.0
+    first = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/frame.png?number=0").content))
+    last = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/frame.png").content))
+    assert first.size != last.size or np.asarray(first).tolist() != np.asarray(last).tolist()
+    assert client.get(f"/api/jobs/{job['id']}/frame.png?number=999").status_code == 404
+
+
+def test_attribution_and_attack_jobs(client, cat_id):
+    for kind, body in [("attribution", {"method": "gradcam", "target": "tabby"}),
+                       ("attack", {"method": "fgsm", "eps": 8 / 255})]:
+        job = client.post(f"/api/jobs/{kind}", json={"image": cat_id, **body}).json()
+        status = wait_for(client, job)
+        assert status["state"] == "done", status
+        assert Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/frame.png").content)).width > 224
+
+
+def test_cancel_stops_a_running_job(client, cat_id):
+    job = client.post("/api/jobs/dream", json={"image": cat_id, "layer": "_blocks.9", "octaves": 6, "steps": 50,
+                                               "size": 512}).json()
+    wait_for(client, job, states=("running",))
+    assert client.delete(f"/api/jobs/{job['id']}").status_code == 200
+    status = wait_for(client, job, seconds=30)
+    assert status["state"] == "cancelled" and status["message"] == "cancelled"
+
+
+def test_a_full_queue_answers_429_and_jobs_have_a_time_limit(lite0):
+    with client_for(lite0, workers=1, queue=1, job_seconds=1.0) as small:
+        image = small.post("/api/images/sample/cat").json()["id"]
+        body = {"image": image, "layer": "_blocks.9", "octaves": 6, "steps": 50, "size": 512}
+        first = small.post("/api/jobs/dream", json=body).json()
+        wait_for(small, first, states=("running",))
+        second = small.post("/api/jobs/dream", json=body)
+        third = small.post("/api/jobs/dream", json=body)
+        assert second.status_code == 202 and third.status_code == 429 and "busy" in third.json()["detail"]
+        assert "time limit of 1 s" in wait_for(small, first, seconds=30)["message"]
+        small.delete(f"/api/jobs/{second.json()['id']}")
+
+
+def test_channel_visualizations_are_cached(client):
+    body = {"layer": "_blocks.4", "channel": 2, "steps": 8, "size": 48}
+    first = client.post("/api/jobs/visualize", json=body).json()
+    assert wait_for(client, first)["state"] == "done"
+    assert client.post("/api/jobs/visualize", json=body).json()["id"] == first["id"]
+
+
+def test_top_patches_from_an_index(lite0, tmp_path):
+    from convscope.data.datasets import open_dataset
+    photos = open_dataset("photos:6")
+    top_activations(lite0, photos, tmp_path, layer="_blocks.3", channels=[0, 1], k=2, progress=False).save(
+        tmp_path, photos)
+    with client_for(lite0, index=tmp_path) as indexed:
+        assert indexed.get("/api/model").json()["top_activations"] == {"layer": "_blocks.3", "channels": [0, 1], "k": 2}
+        assert indexed.get("/api/top/1.png").content == (tmp_path / "channels" / "0001.png").read_bytes()
+        assert "not in the index" in indexed.get("/api/top/7.png").json()["detail"]
+
+
+def test_the_page_and_openapi_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "convscope" in page.text and "default-src 'self'" in \
+        page.headers["content-security-policy"]
+    assert "http" not in page.text.split("<body>")[0].replace("http-equiv", "")  # no external assets
+    assert client.get("/static/app.js").status_code == 200
+    spec = client.get("/api/openapi.json").json()
+    assert {"/api/images", "/api/jobs/dream", "/api/jobs/{job_id}/events"} <= set(spec["paths"])
+
+
+def test_the_served_model_is_not_changed(client, cat_id, lite0):
+    before = snapshot(lite0.net)
+    client.get(f"/api/images/{cat_id}/activations", params={"layer": "_blocks.6"})
+    job = client.post("/api/jobs/attribution", json={"image": cat_id, "method": "guided"}).json()
+    wait_for(client, job)
+    assert_unchanged(before, lite0.net)
