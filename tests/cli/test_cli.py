@@ -312,3 +312,8 @@ def test_a_run_folder_of_other_settings_is_refused(capsys, monkeypatch, tmp_path
     assert run(capsys, monkeypatch, *args)[0] == 0
     code, _, err = run(capsys, monkeypatch, *args[:-2], "--k", "4", "-o", tmp_path / "r")
     assert code == 2 and "holds a different run (k: 9 there, 4 now)" in err
+
+
+def test_serve_refuses_a_folder_without_an_index(capsys, monkeypatch, tmp_path):
+    code, _, err = run(capsys, monkeypatch, "serve", "--index", tmp_path)
+    assert code == 2 and "no index.json there" in err and len(err.strip().splitlines()) == 1

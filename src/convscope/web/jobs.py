@@ -147,16 +147,15 @@ class JobQueue:
             job.state, job.message = "cancelled", "cancelled before it started"
         return job
 
-    def close(self) -> None:
-        """Cancels every job and stops the workers."""
+    def close(self, timeout: float = 30) -> None:
+        """Cancels every job and waits for the workers to stop."""
         with self._lock:
             for job in self._jobs.values():
                 job.cancelled.set()
         for _ in self._threads:
-            try:
-                self._waiting.put_nowait(None)
-            except queue.Full:
-                break
+            self._waiting.put(None, timeout=timeout)  # the cancelled jobs ahead are skipped at once
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _work(self, model: Model) -> None:
         while (job := self._waiting.get()) is not None:

@@ -3,6 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { image: null, layer: null, channel: null, layout: null, job: null, events: null, info: null };
+// state.job and state.events: the tools' current job (the one Cancel stops) and its event stream
 
 async function api(path, options = {}) {
   const response = await fetch(path, options);
@@ -107,26 +108,34 @@ async function selectChannel(channel) {
   if (shown) $("channel-top").src = `/api/top/${channel}.png`;
 }
 
-async function runJob(kind, body, target) {
-  if (state.events) state.events.close();
+async function runJob(kind, body, onStatus) {
   const job = await api(`/api/jobs/${kind}`, { method: "POST", body: JSON.stringify(body),
                                                headers: { "Content-Type": "application/json" } });
-  state.job = job.id;
-  $("job").hidden = target !== $("job-frame");
+  onStatus(job);
   const events = new EventSource(`/api/jobs/${job.id}/events`);
-  state.events = events;
   events.onmessage = (message) => {
     const status = JSON.parse(message.data);
-    $("job-progress").value = status.progress;
-    $("job-state").textContent = `${status.kind}: ${status.state}${status.message ? " — " + status.message : ""}`;
-    $("job-frames").textContent = `${status.frames} frame(s)`;
-    $("job-state").dataset.state = status.state;
-    $("job-frames").dataset.frames = status.frames;
-    if (status.frames > 0) target.src = `/api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
+    onStatus(status);
     if (["done", "failed", "cancelled"].includes(status.state)) events.close();
     if (status.state === "failed") showError(status.message);
-    if (target === $("channel-visual") && status.state === "done") $("visual-caption").textContent = "optimized image";
   };
+  return events;
+}
+
+function showJob(status) {
+  state.job = status.id;
+  $("job-progress").value = status.progress;
+  $("job-state").textContent = `${status.kind}: ${status.state}${status.message ? " — " + status.message : ""}`;
+  $("job-frames").textContent = `${status.frames} frame(s)`;
+  $("job-state").dataset.state = status.state;
+  $("job-frames").dataset.frames = status.frames;
+  if (status.frames > 0) $("job-frame").src = `/api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
+}
+
+function showVisualization(status) {
+  if (status.frames > 0) $("channel-visual").src = `/api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
+  const percent = Math.round(100 * status.progress);
+  $("visual-caption").textContent = status.state === "done" ? "optimized image" : `optimizing… ${percent}%`;
 }
 
 function formBody(form) {
@@ -158,7 +167,7 @@ function bind() {
     if (channel !== null) await selectChannel(channel);
   }));
   $("visualize").addEventListener("click", guarded(() =>
-    runJob("visualize", { layer: state.layer, channel: state.channel }, $("channel-visual"))));
+    runJob("visualize", { layer: state.layer, channel: state.channel }, showVisualization)));
   for (const tab of document.querySelectorAll("#tabs button")) {
     tab.addEventListener("click", () => {
       for (const other of document.querySelectorAll("#tabs button")) other.setAttribute("aria-selected", other === tab);
@@ -169,7 +178,8 @@ function bind() {
     form.addEventListener("submit", guarded(async (event) => {
       event.preventDefault();
       $("job").hidden = false;
-      await runJob(form.dataset.tab, formBody(form), $("job-frame"));
+      if (state.events) state.events.close();
+      state.events = await runJob(form.dataset.tab, formBody(form), showJob);
     }));
   }
   $("cancel").addEventListener("click", guarded(() => api(`/api/jobs/${state.job}`, { method: "DELETE" })));
