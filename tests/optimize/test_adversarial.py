@@ -162,3 +162,12 @@ def test_chunked_attacks_equal_one_batch(digits):
     assert torch.equal(whole.adversarial, chunked.adversarial)
     assert torch.equal(whole.labels, chunked.labels) and torch.equal(whole.target, chunked.target)
     assert torch.equal(whole.success, chunked.success)
+
+
+def test_pgd_reports_each_step_and_the_last_frame_is_the_result(digits):
+    x = digits_dataset()[0][:3]
+    frames = []
+    result = pgd(digits, x, eps=8 / 255, steps=4, callback=lambda step, images: frames.append((step, images)))
+    assert [step for step, _ in frames] == [1, 2, 3, 4]
+    assert torch.allclose(frames[-1][1], result.adversarial.cpu(), atol=1e-6)  # the result is the last step, rounded
+    assert not torch.equal(frames[0][1], frames[-1][1])

@@ -34,6 +34,7 @@ from convscope.core.render import Picture, grid, picture
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.inspect.predictions import classify, probabilities
 from convscope.models.model import Model, as_model
+from convscope.optimize.render import FrameCallback
 
 METHODS = ("fgsm", "pgd", "cw", "lbfgs", "deepfool")
 NORMS = ("linf", "l2")
@@ -159,7 +160,7 @@ def fgsm(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, 
 @_in_chunks
 def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, norm: str = "linf",
         alpha: float | None = None, steps: int = 10, target=None, random_start: bool = False, seed: int = 0,
-        name: str = "pgd") -> Attack:
+        name: str = "pgd", callback: FrameCallback | None = None) -> Attack:
     """Projected gradient descent on the cross-entropy (Madry et al.).
 
     Args:
@@ -167,6 +168,7 @@ def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, n
         norm: ``linf`` (sign steps) or ``l2`` (steps along the normalized gradient).
         alpha: step size (default: ``eps / 4``, at least one 1/255 step, for L-inf; ``eps / 4`` for L2).
         random_start: start at a uniformly random point of the ball (seeded).
+        callback: receives ``(step, adversarial images)`` after each step.
 
     Returns:
         An :class:`Attack`; L-inf results are exactly on the 1/255 grid within the budget.
@@ -186,10 +188,12 @@ def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, n
         alpha = alpha or eps / 4
     start = setup.original
     adversarial = _project(start + _random_point(start, eps, norm, seed), start, eps, norm) if random_start else start
-    for _ in range(steps):
+    for number in range(steps):
         grad = attribute(model, adversarial, setup.objective)
         step = alpha * (grad.sign() if norm == "linf" else _unit(grad))
         adversarial = _project(adversarial + step, start, eps, norm)
+        if callback:
+            callback(number + 1, adversarial.detach().cpu())
     if norm == "l2":
         adversarial = _round_inside(adversarial, start, eps)
     return setup.result(model, name, adversarial, steps)

@@ -123,6 +123,8 @@ def run_attack(request: AttackRequest, image: torch.Tensor) -> Callable[[Model, 
         options = {"eps": request.eps} if request.method in ("fgsm", "pgd") else {}
         if request.method != "fgsm":
             options["steps"] = request.steps
+        if request.method == "pgd":  # progress and cancel at each step (the frames would look unchanged)
+            options["callback"] = lambda step, images: job.report(step / request.steps)
         result = attack(model, x, request.method, target=request.target, **options)
         job.report(1.0)
         return result.picture(model)
