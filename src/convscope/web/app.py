@@ -33,8 +33,9 @@ SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'sel
                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
-def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> FastAPI:
-    """The ASGI app serving ``explorer``; requests whose Host/Origin is not in ``hosts`` get 403."""
+def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> HostGuard:
+    """The ASGI app serving ``explorer`` (the FastAPI app behind a :class:`HostGuard`: requests
+    whose Host or Origin is not one of ``hosts`` get 403)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
@@ -58,7 +59,7 @@ def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> F
         response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in response.headers})
         return response
 
-    return HostGuard(app, hosts)  # type: ignore[return-value]
+    return HostGuard(app, hosts)
 
 
 def _errors(app: FastAPI) -> None:
