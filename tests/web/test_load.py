@@ -1,7 +1,8 @@
 """Load: 50 concurrent classify requests while two long jobs run, on a real server process.
 
-Every answer must be right; the light requests' latency and the server's memory before and
-after are printed (run with ``-s`` to see them) and written to ``load.json`` in the test's folder.
+Every answer must be right; the light requests' latency (50 client threads sharing one
+connection pool, on the same machine as the server) and the server's memory before and after
+are printed (run with ``-s`` to see them) and written to ``load.json`` in the test's folder.
 """
 
 import json
@@ -66,9 +67,11 @@ def test_fifty_classify_requests_while_two_long_jobs_run(server, lite0, tmp_path
     while any(client.get(f"/api/jobs/{job['id']}").json()["state"] != "running" for job in long_jobs):
         time.sleep(0.1)
 
+    pool_client = httpx.Client(base_url=url, timeout=120, limits=httpx.Limits(max_connections=64))
+
     def ask(_):
         started = time.perf_counter()
-        reply = httpx.get(f"{url}/api/images/{cat}/predictions?top=3", timeout=120)
+        reply = pool_client.get(f"/api/images/{cat}/predictions?top=3")
         return time.perf_counter() - started, reply.status_code, reply.json()
 
     started = time.perf_counter()

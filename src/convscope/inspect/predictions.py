@@ -40,7 +40,11 @@ def classify(model: Model | nn.Module, x: torch.Tensor, *, top: int = 5) -> list
         For each image, ``top`` predictions, most probable first.
     """
     model = as_model(model)
-    probs = probabilities(model, x)
+    return top_predictions(model, probabilities(model, x), top=top)
+
+
+def top_predictions(model: Model, probs: torch.Tensor, *, top: int = 5) -> list[list[Prediction]]:
+    """``(B, classes)`` probabilities -> for each row its ``top`` classes, most probable first."""
     values, indices = probs.topk(min(top, probs.shape[-1]), dim=-1)
     return [[Prediction(int(i), model.label(int(i)), float(p)) for p, i in zip(row_p, row_i)]
             for row_p, row_i in zip(values, indices)]

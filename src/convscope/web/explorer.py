@@ -16,9 +16,10 @@ from convscope.core.render import Picture, picture
 from convscope.core.summary import LayerInfo, list_layers
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.inspect.activations import Activations, activations
-from convscope.inspect.predictions import classify
+from convscope.inspect.predictions import probabilities, top_predictions
 from convscope.inspect.top_patches import TopActivations, load_top_activations
 from convscope.models.model import Model
+from convscope.web.batcher import Batcher
 from convscope.web.jobs import JobQueue
 from convscope.web.store import ImageStore
 
@@ -55,15 +56,20 @@ class Explorer:
         self.visualizations: dict[tuple, str] = {}
         self._lock = threading.Lock()
         self._maps: OrderedDict[tuple[str, str], Activations] = OrderedDict()
+        self._classifier = Batcher(self._probabilities)
 
     def fitted(self, image_id: str) -> torch.Tensor:
         """Image ``image_id`` at the model's input size, ``(1, 3, H, W)``."""
         return fit(self.store.get(image_id), self.model.input_size)
 
     def predictions(self, image_id: str, top: int) -> list[dict]:
-        x = self.fitted(image_id)
+        """The image's ``top`` classes; concurrent requests share batched forward passes."""
+        probs = self._classifier(self.fitted(image_id))
+        return [p.as_dict() for p in top_predictions(self.model, probs, top=top)[0]]
+
+    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         with self._lock:
-            return [p.as_dict() for p in classify(self.model, x, top=top)[0]]
+            return probabilities(self.model, x)
 
     def check_layer(self, layer: str) -> LayerInfo:
         """The layer's row of the table; an unknown name raises with the closest valid ones."""
