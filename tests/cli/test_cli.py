@@ -284,6 +284,16 @@ def test_embed_a_folder_reports_the_corrupt_file(capsys, monkeypatch, tmp_path, 
     assert grid.shape == (4 * 33 + 1, 4 * 33 + 1, 3) and grid.std() > 10
 
 
+def test_top_activations_of_two_layers_write_a_folder_each(capsys, monkeypatch, tmp_path):
+    code, out, err = run(capsys, monkeypatch, "top-activations", "digits:64", "--model", "digits_cnn", "-o",
+                         tmp_path / "top", "--layer", "features.1", "--layer", "features.3", "--channels", "0-1")
+    assert code == 0, err
+    for layer in ("features.1", "features.3"):
+        index = json.loads((tmp_path / "top" / layer / "index.json").read_text())
+        assert index["layer"] == layer and index["channels"] == [0, 1]
+        assert (tmp_path / "top" / layer / "channels" / "0001.png").is_file()
+
+
 def test_top_activations_of_a_folder(capsys, monkeypatch, tmp_path, photo_folder):
     code, out, err = run(capsys, monkeypatch, "top-activations", photo_folder, "-o", tmp_path / "top",
                          "--layer", "_blocks.2", "--channels", "1,3-4", "--k", "3")

@@ -12,7 +12,7 @@ from convscope.errors import ConvscopeError
 from convscope.inspect.codes import extract_codes, penultimate_layer
 from convscope.inspect.embedding import embed_2d, grid_cells, grid_picture, knn_accuracy
 from convscope.inspect.fields import gradient_support, receptive_field
-from convscope.inspect.top_patches import load_top_activations, merge_top, top_activations
+from convscope.inspect.top_patches import load_top_activations, merge_top, top_activations, top_activations_of
 from tests.conftest import assert_unchanged, snapshot
 
 
@@ -162,3 +162,14 @@ def test_channels_last_leaves_the_model_exactly_as_it_was(lite0):
         assert lite0.net._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
     assert_unchanged(before, lite0.net)
     assert strides == {name: p.stride() for name, p in lite0.net.named_parameters()}
+
+
+def test_several_layers_in_one_pass_equal_one_layer_at_a_time(digits, tmp_path):
+    layers = ["features.1", "features.5", "features"]
+    together = top_activations_of(digits, Digits(200), tmp_path / "all", layers=layers, k=3, progress=False)
+    for layer in layers:
+        alone = top_activations(digits, Digits(200), tmp_path / layer, layer=layer, k=3, progress=False)
+        assert np.array_equal(together[layer].images, alone.images) and np.array_equal(together[layer].units,
+                                                                                         alone.units)
+        assert together[layer].field == alone.field
+    assert together["features"].field.whole and together["features"].values.shape == (64, 3)

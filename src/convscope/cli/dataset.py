@@ -20,7 +20,7 @@ from convscope.data.distributed import process_group
 from convscope.errors import ConvscopeError
 from convscope.inspect.codes import extract_codes
 from convscope.inspect.embedding import METHODS, embed_2d, grid_picture, knn_accuracy, scatter_picture
-from convscope.inspect.top_patches import top_activations as top_images
+from convscope.inspect.top_patches import top_activations_of as top_images
 from convscope.models import DEFAULT_MODEL
 
 DatasetArgument = Annotated[str, typer.Argument(help=f"The images: {SPECS}.")]
@@ -68,22 +68,26 @@ def embed(dataset: DatasetArgument, output: FolderOption,
 
 @app.command("top-activations")
 def top_activations(dataset: DatasetArgument, output: FolderOption,
-                    layer: Annotated[str, typer.Option(help="Layer whose channels to rank images by.")],
+                    layer: Annotated[list[str], typer.Option(help="Layer whose channels to rank images by; "
+                                                                    "repeat for several layers in one pass.")],
                     channels: Annotated[str, typer.Option(help="Channels: all, or e.g. 0,5,9 or 0-15.")] = "all",
                     k: Annotated[int, typer.Option("--k", min=1, help="Images per channel.")] = 9,
                     batch_size: BatchOption = None, workers: WorkersOption = None, chunk: ChunkOption = 256,
                     model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
-    """Each channel's top-k images and receptive-field patches: index.json, top.npz, channels/*.png."""
+    """Each channel's top-k images and receptive-field patches: index.json, top.npz, channels/*.png
+    (in DIR for one layer, in DIR/LAYER for each of several)."""
     images = open_dataset(dataset)
     with process_group(device) as ranks:
         net = open_model(model, device)
-        top = top_images(net, images, output, layer=layer, channels=parse_channels(channels), k=k,
-                         chunk_size=chunk, batch_size=batch_size, workers=workers, ranks=ranks)
+        tops = top_images(net, images, output, layers=layer, channels=parse_channels(channels), k=k,
+                          chunk_size=chunk, batch_size=batch_size, workers=workers, ranks=ranks)
     if not ranks.main:
         return
-    top.save(output, images, model=net.name, progress=True)
-    typer.echo(f"{output}: top {k} images of {len(top.channels)} channel(s) of {layer}; "
-               f"{len(top.failures)} unreadable image(s) skipped")
+    for name, top in tops.items():
+        folder = output if len(tops) == 1 else output / name
+        top.save(folder, images, model=net.name, progress=True)
+        typer.echo(f"{folder}: top {k} images of {len(top.channels)} channel(s) of {name}; "
+                   f"{len(top.failures)} unreadable image(s) skipped")
 
 
 def parse_channels(text: str) -> list[int] | None:

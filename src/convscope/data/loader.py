@@ -97,7 +97,7 @@ def stream(dataset: ImageDataset, chunks: Sequence[int], *, chunk_size: int, siz
         return
     loader = DataLoader(_Fitted(dataset, size, channels), batch_sampler=[part for _, _, part in plan],
                         num_workers=workers, collate_fn=_collate, multiprocessing_context=_context(workers))
-    for (chunk, last, _), (indices, images, labels, failed) in zip(plan, loader):
+    for (chunk, last, _), (indices, images, labels, failed) in zip(plan, loader, strict=True):
         failures = [Failure(index, dataset.describe(index), reason) for index, reason in failed]
         yield Batch(chunk, last, indices, images, labels, failures)
 

@@ -1,8 +1,9 @@
 """One pass of a model over a dataset: chunked, split across torchrun ranks, resumable.
 
-Each rank takes every ``world``-th unfinished chunk, runs the model up to one layer on its
-batches and hands the layer's output to a *reducer* (codes keep the pooled vector, top
-activations keep each channel's best units); the reducer's arrays are saved per chunk.
+Each rank takes every ``world``-th unfinished chunk, runs the model up to the deepest of the
+requested layers on its batches and hands the layers' outputs to a *reducer* (codes keep the
+pooled vector, top activations keep each channel's best units); the reducer's arrays are saved
+per chunk.
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ CPU_BATCH, GPU_BATCH = 4, 128
 
 
 class Reducer(Protocol):
-    """Keeps what a run needs of a layer's output, one chunk at a time."""
+    """Keeps what a run needs of the layers' outputs, one chunk at a time."""
 
-    def add(self, batch: Batch, output: torch.Tensor) -> None:
-        """Takes one batch's ``(B, C, h, w)`` or ``(B, D)`` layer output."""
+    def add(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> None:
+        """Takes one batch's ``{layer: (B, C, h, w) or (B, D) output}``."""
 
     def finish(self) -> dict[str, np.ndarray]:
         """The chunk's arrays to save; the reducer is then empty for the next chunk."""
 
 
-def run_pass(model: Model, dataset: ImageDataset, layer: str, store: ChunkStore, reducer: Reducer, *,
+def run_pass(model: Model, dataset: ImageDataset, layers: list[str], store: ChunkStore, reducer: Reducer, *,
              ranks: Ranks, batch_size: int | None = None, workers: int | None = None,
              progress: bool = True, label: str = "images") -> None:
     """Computes every unfinished chunk of ``store`` that falls to this rank; returns when all
@@ -57,7 +58,7 @@ def run_pass(model: Model, dataset: ImageDataset, layer: str, store: ChunkStore,
                             channels=model.channels, batch_size=batch_size, workers=workers):
             if len(batch.indices):
                 x = batch.images.to(model.device, memory_format=layout, non_blocking=True)
-                reducer.add(batch, capture(model, model.net, x, [layer])[layer])
+                reducer.add(batch, capture(model, model.net, x, layers))
             failures.extend(batch.failures)
             bar.update(len(batch.indices) + len(batch.failures))
             if batch.last:

@@ -76,13 +76,14 @@ def pooled(output: torch.Tensor) -> torch.Tensor:
 
 
 class _Rows:
-    """Reducer that keeps each image's pooled code."""
+    """Reducer that keeps each image's pooled code of ``layer``."""
 
-    def __init__(self) -> None:
+    def __init__(self, layer: str) -> None:
+        self.layer = layer
         self.parts: list[tuple[torch.Tensor, ...]] = []
 
-    def add(self, batch: Batch, output: torch.Tensor) -> None:
-        self.parts.append((batch.indices, batch.labels, pooled(output).float().cpu()))
+    def add(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> None:
+        self.parts.append((batch.indices, batch.labels, pooled(outputs[self.layer]).float().cpu()))
 
     def finish(self) -> dict[str, np.ndarray]:
         if not self.parts:
@@ -117,7 +118,7 @@ def extract_codes(model: Model | nn.Module, dataset: str | Path | ImageDataset, 
     resolve(model.net, layer)  # an unknown layer is refused before anything is written
     manifest = {"task": "codes", "model": model.name, "layer": layer, "dataset": dataset.spec}
     store = ChunkStore(folder, manifest, count=len(dataset), chunk_size=chunk_size, ranks=ranks)
-    run_pass(model, dataset, layer, store, _Rows(), ranks=ranks, batch_size=batch_size, workers=workers,
+    run_pass(model, dataset, [layer], store, _Rows(layer), ranks=ranks, batch_size=batch_size, workers=workers,
              progress=progress, label=f"codes {layer}")
     if ranks.main:
         _merge(store)

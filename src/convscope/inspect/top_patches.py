@@ -14,6 +14,7 @@ picture per channel in ``channels/``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -59,25 +60,42 @@ def empty_top(channels: int, k: int) -> dict[str, np.ndarray]:
             "units": np.zeros((channels, k), np.int64)}
 
 
+def _candidates(output: torch.Tensor, channels: torch.Tensor | None, indices: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each image's strongest unit per channel: ``(C, B)`` values, units and image indices."""
+    output = output.flatten(2) if output.dim() > 2 else output[:, :, None]
+    if channels is not None:
+        output = output[:, channels.to(output.device)]
+    values, units = output.float().max(dim=2)  # (B, C)
+    return {"values": values.T.cpu().numpy(), "units": units.T.cpu().numpy().astype(np.int64),
+            "images": indices[None].expand(values.shape[1], -1).numpy().copy()}
+
+
+def _part(arrays: dict[str, np.ndarray], number: int) -> dict[str, np.ndarray]:
+    """Layer ``number``'s top list out of a chunk's arrays (saved as ``layer{number}_{field}``)."""
+    return {name: arrays[f"layer{number}_{name}"] for name in TOP_FIELDS}
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {f"layer{number}_{name}": array for number, part in enumerate(parts) for name, array in part.items()}
+
+
 class _Best:
-    """Reducer keeping each channel's top ``k`` (image, strongest unit) of a chunk."""
+    """Reducer keeping, for each layer, each channel's top ``k`` (image, strongest unit) of a chunk."""
 
-    def __init__(self, channels: torch.Tensor | None, k: int, count: int) -> None:
-        self.channels, self.k, self.count = channels, k, count
-        self.top = None
+    def __init__(self, layers: list[str], channels: torch.Tensor | None, k: int, counts: list[int]) -> None:
+        self.layers, self.channels, self.k, self.counts = layers, channels, k, counts
+        self.tops: list[dict[str, np.ndarray]] = self._empty()
 
-    def add(self, batch: Batch, output: torch.Tensor) -> None:
-        output = output.flatten(2) if output.dim() > 2 else output[:, :, None]
-        if self.channels is not None:
-            output = output[:, self.channels.to(output.device)]
-        values, units = output.float().max(dim=2)  # (B, C): each image's strongest unit per channel
-        found = {"values": values.T.cpu().numpy(), "units": units.T.cpu().numpy().astype(np.int64),
-                 "images": batch.indices[None].expand(values.shape[1], -1).numpy().copy()}
-        self.top = merge_top(self.top or empty_top(self.count, self.k), found, self.k)
+    def _empty(self) -> list[dict[str, np.ndarray]]:
+        return [empty_top(count, self.k) for count in self.counts]
+
+    def add(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> None:
+        self.tops = [merge_top(top, _candidates(outputs[layer], self.channels, batch.indices), self.k)
+                     for layer, top in zip(self.layers, self.tops)]
 
     def finish(self) -> dict[str, np.ndarray]:
-        top, self.top = self.top or empty_top(self.count, self.k), None
-        return top
+        tops, self.tops = self.tops, self._empty()
+        return _joined(tops)
 
 
 @dataclass
@@ -207,42 +225,58 @@ def load_top_activations(folder: str | Path) -> TopActivations:
 
 
 def top_activations(model: Model | nn.Module, dataset: str | Path | ImageDataset, folder: str | Path, *,
-                    layer: str, channels: list[int] | None = None, k: int = 9, chunk_size: int = 256,
-                    batch_size: int | None = None, workers: int | None = None, ranks: Ranks | None = None,
-                    progress: bool = True) -> TopActivations:
-    """The top-``k`` images of each channel of ``layer`` over ``dataset``, resuming a run in ``folder``.
+                    layer: str, **options) -> TopActivations:
+    """The top-``k`` images of each channel of ``layer`` over ``dataset`` (see :func:`top_activations_of`)."""
+    return top_activations_of(model, dataset, folder, layers=[layer], **options)[layer]
+
+
+def top_activations_of(model: Model | nn.Module, dataset: str | Path | ImageDataset, folder: str | Path, *,
+                       layers: Sequence[str], channels: list[int] | None = None, k: int = 9, chunk_size: int = 256,
+                       batch_size: int | None = None, workers: int | None = None, ranks: Ranks | None = None,
+                       progress: bool = True) -> dict[str, TopActivations]:
+    """The top-``k`` images of each channel of several layers, in one pass over ``dataset``,
+    resuming a run in ``folder``.
 
     Args:
         model: a Model or network.
         dataset: a dataset or its name (a folder, a list file, ``digits``, ``photos:N``).
         folder: where chunks go (a run there of other settings is refused).
-        layer: the layer; its output is ``(B, C, h, w)`` or ``(B, C)``.
-        channels: channel numbers; all by default.
+        layers: the layers; each outputs ``(B, C, h, w)`` or ``(B, C)``.
+        channels: channel numbers (valid in every layer); all by default.
         k: images per channel.
         chunk_size, batch_size, workers, ranks, progress: as for :func:`extract_codes`.
 
     Returns:
-        :class:`TopActivations` on every rank (pictures are not drawn here: see ``save``).
+        ``{layer: TopActivations}`` on every rank (pictures are not drawn here: see ``save``).
     """
     model, dataset, ranks = as_model(model), open_dataset(dataset), ranks or Ranks()
-    info = _layer_info(model, layer)
-    count = info.shape[0]
-    channels = _check_channels(channels, count, layer)
+    layers = list(dict.fromkeys(layers))
+    infos = [_layer_info(model, layer) for layer in layers]
+    for layer, info in zip(layers, infos):
+        channels = _check_channels(channels, info.shape[0], layer)
     if k < 1:
         raise ConvscopeError(f"k = {k}; the number of images per channel must be at least 1")
-    manifest = {"task": "top-activations", "model": model.name, "layer": layer, "dataset": dataset.spec,
+    manifest = {"task": "top-activations", "model": model.name, "layers": layers, "dataset": dataset.spec,
                 "channels": channels, "k": k}
     store = ChunkStore(folder, manifest, count=len(dataset), chunk_size=chunk_size, ranks=ranks)
     kept = torch.tensor(channels) if channels is not None else None
-    rows = len(channels) if channels is not None else count
-    run_pass(model, dataset, layer, store, _Best(kept, k, rows), ranks=ranks, batch_size=batch_size,
-             workers=workers, progress=progress, label=f"top {layer}")
-    top = merge_chunks(store, lambda a, b: merge_top(a, b, k))
+    counts = [len(channels) if channels is not None else info.shape[0] for info in infos]
+    run_pass(model, dataset, layers, store, _Best(layers, kept, k, counts), ranks=ranks, batch_size=batch_size,
+             workers=workers, progress=progress, label=f"top {', '.join(layers)}")
+    merged = merge_chunks(store, lambda a, b: _joined([merge_top(_part(a, n), _part(b, n), k)
+                                                       for n in range(len(layers))]))
+    failures = store.failures()
+    return {layer: _result(model, layer, info, channels, _part(merged, number), failures)
+            for number, (layer, info) in enumerate(zip(layers, infos))}
+
+
+def _result(model: Model, layer: str, info, channels: list[int] | None, top: dict[str, np.ndarray],
+            failures: list[Failure]) -> TopActivations:
     width = info.shape[-1] if len(info.shape) == 3 else 1
     units = np.stack([top["units"] // width, top["units"] % width], -1)
     field = info.receptive_field if len(info.shape) == 3 else _whole(model.input_size)
-    return TopActivations(layer, np.asarray(channels if channels is not None else range(count)), top["values"],
-                          top["images"], units, field, tuple(model.input_size), store.failures())
+    numbers = np.asarray(channels if channels is not None else range(info.shape[0]))
+    return TopActivations(layer, numbers, top["values"], top["images"], units, field, tuple(model.input_size), failures)
 
 
 def _layer_info(model: Model, layer: str):

@@ -47,7 +47,7 @@ class Job:
     """One heavy request: its state, progress (0..1), frames (PNG bytes) and final message."""
 
     kind: str
-    run: Callable[[Model, "Job"], Picture]
+    run: Callable[[Model, Job], Picture]
     seconds: float
     id: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     state: str = "queued"
