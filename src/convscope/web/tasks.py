@@ -108,27 +108,31 @@ def run_style(request: StyleRequest, image: torch.Tensor) -> Callable[[Model, Jo
     return run
 
 
-def run_invert(request: InvertRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
+def _at_input_size(image: torch.Tensor, compute: Callable[[Model, Job, torch.Tensor], Picture]
+                   ) -> Callable[[Model, Job], Picture]:
+    """A job that fits the image to the model's input size, shows it as the first frame, then
+    returns ``compute(model, job, x)``."""
     def run(model: Model, job: Job) -> Picture:
         x = fit(image, model.input_size)
         job.report(0.0, x[0])
-        return invert(model, x, request.layer, steps=request.steps, callback=_frames(job, request.steps)).picture()
+        return compute(model, job, x)
     return run
 
 
+def run_invert(request: InvertRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
+    return _at_input_size(image, lambda model, job, x: invert(
+        model, x, request.layer, steps=request.steps, callback=_frames(job, request.steps)).picture())
+
+
 def run_attack(request: AttackRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
-    def run(model: Model, job: Job) -> Picture:
-        x = fit(image, model.input_size)
-        job.report(0.0, x[0])
+    def compute(model: Model, job: Job, x: torch.Tensor) -> Picture:
         options = {"eps": request.eps} if request.method in ("fgsm", "pgd") else {}
         if request.method != "fgsm":
             options["steps"] = request.steps
         if request.method == "pgd":  # progress and cancel at each step (the frames would look unchanged)
             options["callback"] = lambda step, images: job.report(step / request.steps)
-        result = attack(model, x, request.method, target=request.target, **options)
-        job.report(1.0)
-        return result.picture(model)
-    return run
+        return attack(model, x, request.method, target=request.target, **options).picture(model)
+    return _at_input_size(image, compute)
 
 
 def run_visualize(request: VisualizeRequest) -> Callable[[Model, Job], Picture]:
@@ -140,11 +144,9 @@ def run_visualize(request: VisualizeRequest) -> Callable[[Model, Job], Picture]:
 
 
 def run_attribution(request: AttributionRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
-    def run(model: Model, job: Job) -> Picture:
-        x = fit(image, model.input_size)
-        job.report(0.0, x[0])
+    def compute(model: Model, job: Job, x: torch.Tensor) -> Picture:
         if request.method == "occlusion":
             index = class_indices(model, x.to(model.device), request.target)
             return occlusion(model, x, index, mode="fast").picture()
         return saliency(model, x, request.target, method=request.method).picture()
-    return run
+    return _at_input_size(image, compute)
