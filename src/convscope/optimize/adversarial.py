@@ -186,7 +186,7 @@ def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, n
         alpha = max(1, round((alpha or eps / 4) * LEVELS)) / LEVELS
     else:
         alpha = alpha or eps / 4
-    start = setup.original
+    start = setup.original.to(model.device)  # the gradients come back on the model's device
     adversarial = _project(start + _random_point(start, eps, norm, seed), start, eps, norm) if random_start else start
     for number in range(steps):
         grad = attribute(model, adversarial, setup.objective)
@@ -195,7 +195,7 @@ def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, n
         if callback:
             callback(number + 1, adversarial.detach().cpu())
     if norm == "l2":
-        adversarial = _round_inside(adversarial, start, eps)
+        adversarial = _round_inside(adversarial, setup.original, eps)
     return setup.result(model, name, adversarial, steps)
 
 
@@ -244,13 +244,13 @@ def deepfool(model: Model | nn.Module, x: torch.Tensor, *, target=None, steps: i
             break
         own = attribute(model, current, class_logit(labels))
         with torch.no_grad():
-            logits = model(current)
+            logits = model(current.to(model.device)).cpu()
         best = torch.full((len(x),), float("inf"))
         step = torch.zeros_like(total)
         for k in range(rivals.shape[1]):
             other = rivals[:, k]
             w = attribute(model, current, class_logit(other)) - own
-            f = (logits.gather(1, other[:, None]) - logits.gather(1, labels[:, None]))[:, 0].cpu()
+            f = (logits.gather(1, other[:, None]) - logits.gather(1, labels[:, None]))[:, 0]
             norm = w.flatten(1).norm(dim=1).cpu().clamp_min(1e-12)
             distance = f.abs() / norm
             closer = (distance < best) & ~fooled
@@ -333,9 +333,9 @@ def _random_point(x: torch.Tensor, eps: float, norm: str, seed: int) -> torch.Te
     generator = torch.Generator().manual_seed(seed)
     if norm == "linf":
         steps = torch.randint(-round(eps * LEVELS), round(eps * LEVELS) + 1, x.shape, generator=generator)
-        return steps.float() / LEVELS  # on the grid
+        return (steps.float() / LEVELS).to(x.device)  # on the grid
     direction = _unit(torch.randn(x.shape, generator=generator))
-    return direction * eps * torch.rand(len(x), 1, 1, 1, generator=generator)
+    return (direction * eps * torch.rand(len(x), 1, 1, 1, generator=generator)).to(x.device)
 
 
 def _round_inside(adversarial: torch.Tensor, start: torch.Tensor, eps: float) -> torch.Tensor:
