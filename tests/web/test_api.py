@@ -193,6 +193,7 @@ def test_the_page_and_openapi_are_served(client):
         page.headers["content-security-policy"]
     assert "http" not in page.text.split("<body>")[0].replace("http-equiv", "")  # no external assets
     assert client.get("/static/app.js").status_code == 200
+    assert client.get("/api/docs").status_code == 404 and client.get("/docs").status_code == 404  # CDN pages
     spec = client.get("/api/openapi.json").json()
     assert {"/api/images", "/api/jobs/dream", "/api/jobs/{job_id}/events"} <= set(spec["paths"])
 

@@ -41,7 +41,8 @@ def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> H
         yield
         explorer.close()
 
-    app = FastAPI(title="convscope explorer", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
+    # no /docs page: FastAPI's Swagger UI would load its scripts from a CDN
+    app = FastAPI(title="convscope explorer", version="1", openapi_url="/api/openapi.json", docs_url=None,
                   redoc_url=None, lifespan=lifespan)
     app.state.explorer = explorer
     _errors(app)
