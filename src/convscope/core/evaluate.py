@@ -20,6 +20,7 @@ def read(model: Model, x: torch.Tensor, objective: Objective, *, leaves: Sequenc
     (see :class:`~convscope.core.hooks.Probe`). Hooks are removed before returning; the returned
     tensors keep their graph.
     """
+    x = x.to(model.device)  # a no-op (same tensor, same graph) when it is there already
     layers = [layer for layer in objective.layers if layer not in (OUTPUT, INPUT)]
     if not layers and OUTPUT not in objective.layers and not leaves:
         return {INPUT: x}
