@@ -6,7 +6,6 @@ same output folder.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,7 @@ from typing import Annotated
 import typer
 
 from convscope.cli.app import DeviceOption, ModelOption, app, open_model
-from convscope.core.render import save_array
+from convscope.core.render import save_array, save_json
 from convscope.data.datasets import SPECS, open_dataset
 from convscope.data.distributed import process_group
 from convscope.errors import ConvscopeError
@@ -60,7 +59,7 @@ def embed(dataset: DatasetArgument, output: FolderOption,
     report = {"dataset": images.spec, "model": net.name, "layer": codes.layer, "images": int(len(codes.codes)),
               "dimensions": int(codes.codes.shape[1]), "method": method, "knn10_accuracy_2d": accuracy,
               "code_seconds_this_run": round(seconds, 2), "unreadable": [f.as_dict() for f in codes.failures]}
-    _write_report(output, report)
+    save_json(output / "report.json", report)
     summary = f"; 10-NN accuracy in 2-D {accuracy:.3f}" if accuracy is not None else ""
     typer.echo(f"{output}: {len(codes.codes)} codes of {codes.layer} ({codes.codes.shape[1]}-d){summary}; "
                f"{len(codes.failures)} unreadable image(s) skipped")
@@ -102,9 +101,3 @@ def parse_channels(text: str) -> list[int] | None:
     except ValueError:
         raise ConvscopeError(f"--channels {text!r}: expected all, or numbers and ranges such as 0,5,9 or 0-15") from None
     return found
-
-
-def _write_report(folder: Path, report: dict) -> None:
-    temporary = folder / ".report.json.part"
-    temporary.write_text(json.dumps(report, indent=2))
-    temporary.replace(folder / "report.json")

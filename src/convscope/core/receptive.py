@@ -71,6 +71,11 @@ class ReceptiveField:
     def start(self) -> tuple[float, float]:
         return self.height.start, self.width.start
 
+    @classmethod
+    def of_whole_image(cls, size: tuple[int, int]) -> "ReceptiveField":
+        """The field of units that see the entire ``(height, width)`` image (pooled, linear)."""
+        return cls(Axis(size[0], 0, 0), Axis(size[1], 0, 0), whole=True)
+
     def box(self, y: int, x: int) -> tuple[int, int, int, int]:
         """``(top, left, bottom, right)`` inclusive input pixels of unit ``(y, x)``."""
         (top, bottom), (left, right) = self.height.span(y), self.width.span(x)
@@ -141,8 +146,7 @@ class ReceptiveFieldTracer(TorchDispatchMode):
         return ReceptiveField(height, width)
 
     def _whole(self) -> ReceptiveField:
-        h, w = self.image_size
-        return ReceptiveField(Axis(h, 0, 0), Axis(w, 0, 0), whole=True)
+        return ReceptiveField.of_whole_image(self.image_size)
 
 
 def _arg(args, index: int, default):

@@ -183,6 +183,21 @@ def save_array(path: str | Path, **arrays: np.ndarray) -> Path:
     return path
 
 
+def save_json(path: str | Path, data) -> Path:
+    """Writes ``data`` as indented JSON atomically (a temporary file, then a rename)."""
+    import json
+
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.part")
+    try:
+        temporary.write_text(json.dumps(data, indent=1))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def figure_picture(figure, caption: str = "", **numbers) -> Picture:
     """Renders a matplotlib figure to a :class:`Picture` (and closes it)."""
     import matplotlib.pyplot as plt

@@ -56,6 +56,18 @@ def chunk_range(chunk: int, chunk_size: int, count: int) -> range:
     return range(chunk * chunk_size, min((chunk + 1) * chunk_size, count))
 
 
+def fitted_image(dataset: ImageDataset, index: int, size: tuple[int, int], channels: int = 3) -> torch.Tensor:
+    """Item ``index`` as the model sees it: ``(channels, *size)``, shorter side resized, center-cropped.
+
+    Raises:
+        ConvscopeError: the image cannot be read.
+    """
+    image = fit(dataset.read(index)[None], size)[0]
+    if image.shape[0] != channels:
+        image = image.mean(0, keepdim=True) if channels == 1 else image.expand(3, -1, -1)
+    return image.contiguous()
+
+
 class _Fitted(Dataset):
     """Reads item ``i`` as ``(i, (C, H, W) image or None, label, reason or None)`` at a fixed size."""
 
@@ -67,12 +79,10 @@ class _Fitted(Dataset):
 
     def __getitem__(self, index: int):
         try:
-            image = fit(self.dataset.read(index)[None], self.size)[0]
+            image = fitted_image(self.dataset, index, self.size, self.channels)
         except ConvscopeError as error:
             return index, None, self.dataset.label(index), str(error)
-        if image.shape[0] != self.channels:
-            image = image.mean(0, keepdim=True) if self.channels == 1 else image.expand(3, -1, -1)
-        return index, image.contiguous(), self.dataset.label(index), None
+        return index, image, self.dataset.label(index), None
 
 
 def stream(dataset: ImageDataset, chunks: Sequence[int], *, chunk_size: int, size: tuple[int, int],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convscope.core.render import save_array
+from convscope.core.render import save_array, save_json
 from convscope.data.distributed import Ranks
 from convscope.data.loader import Failure
 from convscope.errors import ConvscopeError
@@ -69,11 +69,8 @@ def _prepare(folder: Path, manifest: dict) -> None:
     if folder.exists() and not folder.is_dir():
         raise ConvscopeError(f"{folder}: exists and is not a folder; give a folder for the results")
     (folder / "chunks").mkdir(parents=True, exist_ok=True)
-    path = folder / "manifest.json"
-    if not path.exists():
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(manifest, indent=2))
-        temporary.replace(path)
+    if not (folder / "manifest.json").exists():
+        save_json(folder / "manifest.json", manifest)
 
 
 def _check(folder: Path, manifest: dict) -> None:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from convscope.core.images import fit
 from convscope.core.render import Picture, figure_picture, grid, picture
 from convscope.data.datasets import ImageDataset
+from convscope.data.loader import fitted_image
 from convscope.errors import ConvscopeError, unknown_choice
 
 #: ``tsne``: openTSNE (scikit-learn's TSNE when openTSNE is missing); ``umap``: umap-learn;
@@ -135,14 +135,10 @@ def grid_picture(dataset: ImageDataset, indices: Sequence[int], points: np.ndarr
     side = int(cells.max()) + 1 if len(cells) else 1
     tiles = torch.full((side * side, 3, tile, tile), 1.0)
     for (row, column), index in zip(cells, np.asarray(indices)[chosen]):
-        tiles[row * side + column] = fit(_rgb(dataset.read(int(index))), tile)[0]
+        tiles[row * side + column] = fitted_image(dataset, int(index), (tile, tile))
     image = grid(tiles, columns=side, padding=1, background=0.5)
     return picture(image, f"{len(chosen)} images placed on a {side}x{side} grid by their 2-D embedding",
                    images=len(chosen), side=side)
-
-
-def _rgb(image: torch.Tensor) -> torch.Tensor:
-    return image.expand(3, -1, -1)[None] if image.shape[0] == 1 else image[None]
 
 
 def scatter_picture(points: np.ndarray, labels: np.ndarray, classes: Sequence[str] | None, *,

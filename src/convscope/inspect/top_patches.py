@@ -24,13 +24,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from convscope.core.images import fit, resize
+from convscope.core.images import resize
 from convscope.core.receptive import Axis, ReceptiveField
-from convscope.core.render import Picture, grid, picture, save_array
+from convscope.core.render import Picture, grid, picture, save_array, save_json
 from convscope.core.summary import list_layers
 from convscope.data.datasets import ImageDataset, open_dataset
 from convscope.data.distributed import Ranks
-from convscope.data.loader import Batch, Failure
+from convscope.data.loader import Batch, Failure, fitted_image
 from convscope.data.passes import merge_chunks, run_pass
 from convscope.data.results import ChunkStore
 from convscope.errors import ConvscopeError, unknown_choice
@@ -184,21 +184,14 @@ class TopActivations:
                  "channels": self.channels.tolist(), "pictures": "channels/{channel:04d}.png",
                  "images": {str(i): dataset.describe(i) for i in used},
                  "failures": [f.as_dict() for f in self.failures]}
-        _fitted_cached.cache_clear()
-        temporary = folder / ".index.json.part"
-        temporary.write_text(json.dumps(index, indent=1))
-        temporary.replace(folder / "index.json")
+        _fitted.cache_clear()
+        save_json(folder / "index.json", index)
 
 
 @lru_cache(maxsize=32)
-def _fitted_cached(dataset: ImageDataset, index: int, size: tuple[int, int]) -> torch.Tensor:
-    image = fit(dataset.read(index)[None], size)[0]
-    return image.expand(3, -1, -1) if image.shape[0] == 1 else image
-
-
 def _fitted(dataset: ImageDataset, index: int, size: tuple[int, int]) -> torch.Tensor:
-    """Image ``index`` as the loader gave it to the model, in RGB."""
-    return _fitted_cached(dataset, index, tuple(size))
+    """Image ``index`` as the loader gave it to the model, in RGB (the last few are cached)."""
+    return fitted_image(dataset, index, tuple(size))
 
 
 def _field_dict(field: ReceptiveField) -> dict:
@@ -274,7 +267,7 @@ def _result(model: Model, layer: str, info, channels: list[int] | None, top: dic
             failures: list[Failure]) -> TopActivations:
     width = info.shape[-1] if len(info.shape) == 3 else 1
     units = np.stack([top["units"] // width, top["units"] % width], -1)
-    field = info.receptive_field if len(info.shape) == 3 else _whole(model.input_size)
+    field = info.receptive_field if len(info.shape) == 3 else ReceptiveField.of_whole_image(model.input_size)
     numbers = np.asarray(channels if channels is not None else range(info.shape[0]))
     return TopActivations(layer, numbers, top["values"], top["images"], units, field, tuple(model.input_size), failures)
 
@@ -299,5 +292,3 @@ def _check_channels(channels: list[int] | None, count: int, layer: str) -> list[
     return sorted(set(channels))
 
 
-def _whole(size: tuple[int, int]) -> ReceptiveField:
-    return ReceptiveField(Axis(size[0], 0, 0), Axis(size[1], 0, 0), whole=True)
