@@ -74,4 +74,5 @@ def assert_unchanged(before: dict, net: nn.Module) -> None:
     assert all(g is None for g in after["grad"].values()), "a .grad was created"
     for key, value in before["state"].items():
         assert torch.equal(value, after["state"][key]), f"{key} changed"
+        assert value.stride() == after["state"][key].stride(), f"{key}'s memory layout changed"
     assert hooks_left() == []

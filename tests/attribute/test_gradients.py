@@ -1,5 +1,7 @@
 """Gradient, deconvnet and guided backprop against independent references."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,6 +10,7 @@ from torch import nn
 import convscope as cs
 from convscope.attribute.core import attribute
 from convscope.core.objectives import channel, class_logit, custom, neuron
+from convscope.core.rectifiers import rectifier_rule
 from tests.conftest import assert_unchanged, snapshot
 
 
@@ -69,6 +72,32 @@ def test_plain_gradient_equals_autograd():
     leaf = x.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(net(leaf)[:, 2].sum(), leaf)
     torch.testing.assert_close(attribute(net, x, class_logit(2)), expected)
+
+
+class Flattening(nn.Module):
+    """conv -> ReLU -> ``.view`` -> linear: its activations cannot be channels-last."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return self.fc(y.view(y.size(0), -1))
+
+
+@pytest.mark.parametrize("rule", ["gradient", "guided"])
+def test_a_network_flattening_with_view_runs_in_its_own_layout(rule):
+    net, x = Flattening(), torch.rand(2, 3, 8, 8)
+    before = snapshot(net)
+    got = attribute(net, x, class_logit(1), rule=rule)
+    assert_unchanged(before, net)
+    assert got.is_contiguous()
+    leaf = x.clone().requires_grad_(True)
+    with rectifier_rule(rule) or contextlib.nullcontext():
+        (expected,) = torch.autograd.grad(net(leaf)[:, 1].sum(), leaf)
+    torch.testing.assert_close(got, expected)
 
 
 def test_guided_and_deconvnet_by_hand():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from convscope.core.hooks import capture, channels_last
+from convscope.core.hooks import capture
+from convscope.core.layout import channels_last
 from convscope.data.datasets import Digits, open_dataset
 from convscope.errors import ConvscopeError
 from convscope.inspect.codes import extract_codes, penultimate_layer

@@ -9,6 +9,7 @@ from torch import nn
 
 from convscope.core.evaluate import read, score
 from convscope.core.hooks import frozen
+from convscope.core.layout import in_fast_layout
 from convscope.core.objectives import Objective
 from convscope.core.rectifiers import RULES, rectifier_rule
 from convscope.errors import ConvscopeError
@@ -21,7 +22,8 @@ def attribute(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *
 
     The per-example scores are summed before differentiating, which gives each example's own
     gradient (the examples do not interact in eval mode). The forward stops at the deepest
-    layer the objective reads; parameters get no gradient; the model is left as it was.
+    layer the objective reads; parameters get no gradient; the model is left as it was. On CPU
+    it runs channels-last (see :mod:`convscope.core.layout`).
 
     Args:
         model: a Model or network.
@@ -36,10 +38,13 @@ def attribute(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *
     if rule not in RULES:
         raise ConvscopeError(f"unknown gradient rule {rule!r}; accepted: {', '.join(RULES)}")
     model = as_model(model)
-    x = x.detach().to(model.device).clone().requires_grad_(True)
-    with frozen(model.net), (rectifier_rule(rule) or nullcontext()):
-        (grad,) = torch.autograd.grad(score(model, x, objective).sum(), x)
-    return grad
+
+    def gradient(x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().clone().requires_grad_(True)
+        with frozen(model.net), (rectifier_rule(rule) or nullcontext()):
+            (grad,) = torch.autograd.grad(score(model, x, objective).sum(), x)
+        return grad.contiguous()
+    return in_fast_layout(model.net, gradient, x.to(model.device))
 
 
 def layer_gradient(model: Model | nn.Module, x: torch.Tensor, objective: Objective, layer: str

@@ -5,10 +5,13 @@ Three ways to evaluate the occluded copies, all batched:
 * ``exact`` — incremental inference (Krypton, SIGMOD 2019): after one full forward, each copy
   recomputes only the region of each layer that its patch can reach; equal to brute force.
 * ``fast`` — Krypton's adaptive drill-down: an exact pass at twice the stride, interpolated,
-  then exact values at the fine stride only where the coarse map shows the largest drops
-  (``drill`` of the positions); optionally with projective fields capped at ``limit`` of each
-  layer's side (Krypton's thresholding). Approximate; its SSIM to ``exact`` is reported by the
-  tour and the benchmark.
+  then exact values at the fine stride where the interpolation is least trustworthy (``drill``
+  of the positions, where the coarse neighbours disagree most); optionally with projective
+  fields capped at ``limit`` of each layer's side (Krypton's thresholding). Approximate; its
+  SSIM to ``exact`` is reported by the tour and the benchmark. On the default model the map
+  is rough at stride 8 (neighbouring positions differ by about half the map's standard
+  deviation), so interpolation is a weak guess: SSIM 0.74-0.83 at ``drill=0.2``, 0.89-0.94 at
+  0.5. Thresholding fared worse (SSIM 0.71 at ``limit=0.8``), so it is off by default.
 * ``brute`` — full forward of every copy (the reference).
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -148,20 +152,33 @@ class _Scorer:
         return self.at(torch.cartesian_prod(rows, cols)).view(len(rows), len(cols))
 
     def drill_down(self, rows: torch.Tensor, cols: torch.Tensor, fraction: float) -> torch.Tensor:
-        """Coarse grid (every other position) interpolated, then exact where the drop is largest."""
+        """Coarse grid (every other position) interpolated, then exact where the interpolation is least
+        trustworthy: where the known neighbours disagree most."""
         coarse_rows, coarse_cols = _every_other(rows), _every_other(cols)
         coarse = self.grid(rows[coarse_rows], cols[coarse_cols])
         fine = _interpolate(coarse, rows, cols, rows[coarse_rows], cols[coarse_cols])
         known = torch.zeros_like(fine, dtype=torch.bool)
         known[coarse_rows[:, None], coarse_cols[None, :]] = True
         fine[known] = coarse.flatten()
-        drop = (self.baseline - fine).abs().masked_fill(known, -1.0)
+        doubt = _disagreement(fine, known).masked_fill(known, -1.0)
         count = min(int(fraction * fine.numel()), int((~known).sum()))
-        chosen = drop.flatten().topk(count).indices
+        chosen = doubt.flatten().topk(count).indices
         if count:
             positions = torch.stack([rows[chosen // len(cols)], cols[chosen % len(cols)]], dim=1)
             fine.view(-1)[chosen] = self.at(positions)
         return fine
+
+
+def _disagreement(fine: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``(rows, cols)`` range (max - min) of the known values among each position's 3x3 neighbours.
+
+    On the default model the occlusion map is rough at the fine stride: picking positions by
+    this range gave SSIM 0.74 (cat) and 0.83 (coffee) at 20% drill-down, against 0.68 and 0.78
+    when picking the largest interpolated drops and 0.73 and 0.79 when picking at random.
+    """
+    def highest(values):
+        return F.max_pool2d(values.masked_fill(~known, -torch.inf)[None, None], 3, 1, 1)[0, 0]
+    return highest(fine) + highest(-fine)
 
 
 def _every_other(positions: torch.Tensor) -> torch.Tensor:

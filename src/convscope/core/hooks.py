@@ -170,17 +170,3 @@ def frozen(net: nn.Module) -> Iterator[nn.Module]:
             module.training = mode
         for parameter, flag in flags.items():
             parameter.requires_grad_(flag)
-
-
-@contextmanager
-def channels_last(net: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
-    """4-D parameters stored channels-last inside the block (faster convolutions on CPU); the
-    original tensors are put back on exit, so the model is exactly as it was."""
-    originals = {parameter: parameter.data for parameter in net.parameters() if parameter.dim() == 4} if enabled else {}
-    try:
-        for parameter, data in originals.items():
-            parameter.data = data.contiguous(memory_format=torch.channels_last)
-        yield net
-    finally:
-        for parameter, data in originals.items():
-            parameter.data = data

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 aten = torch.ops.aten
 
@@ -51,47 +52,96 @@ class _Node:
     kwargs: dict
     out: object
 
+    @cached_property
+    def flat(self) -> tuple[list, object]:
+        """The arguments' leaves and structure, flattened once."""
+        return tree_flatten((self.args, self.kwargs))
+
+    @cached_property
+    def refs(self) -> list[_Ref]:
+        """The input-dependent arguments, in order."""
+        return [a for a in self.flat[0] if isinstance(a, _Ref)]
+
+    def arguments(self, swap) -> tuple[tuple, dict]:
+        """``(args, kwargs)`` with each :class:`_Ref` replaced by ``swap(ref)``."""
+        leaves, spec = self.flat
+        return tree_unflatten([swap(a) if isinstance(a, _Ref) else a for a in leaves], spec)
+
+
+class _Table:
+    """A cached ``(1, C, H, W)`` tensor as rows of channels ``((H + 2m) * (W + 2m), C)``, zero-
+    padded by a margin ``m`` that grows as needed, from which windows are gathered in one op."""
+
+    def __init__(self, base: torch.Tensor, layout: torch.memory_format) -> None:
+        self.base, self.layout, self.margin, self.rows = base, layout, -1, base
+
+    def gather(self, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """``(N * h * w, C)``: each copy's ``h x w`` window at ``(top, left)``, row-major."""
+        big_h, big_w = self.base.shape[-2:]
+        need = max(0, int(-top.min()), int(-left.min()), int((top + h).max()) - big_h,
+                   int((left + w).max()) - big_w)
+        if need > self.margin:
+            self.margin = need
+            padded = F.pad(self.base, (need, need, need, need))
+            self.rows = padded[0].permute(1, 2, 0).reshape(-1, self.base.shape[1])
+        index = _flat_index(top + self.margin, left + self.margin, h, w, big_w + 2 * self.margin)
+        return self.rows.index_select(0, index)
+
 
 @dataclass
 class Window:
     """Copies of a cached ``(1, C, H, W)`` tensor that differ from it only inside a window.
 
     Attributes:
-        base: the unoccluded tensor.
-        top, left: ``(N,)`` window position of each copy (may lie partly outside ``base``).
+        table: the unoccluded tensor, ready for gathering.
+        top, left: ``(N,)`` window position of each copy (inside the tensor).
         values: ``(N, C, h, w)`` the window's contents in each copy.
     """
 
-    base: torch.Tensor
+    table: _Table
     top: torch.Tensor
     left: torch.Tensor
     values: torch.Tensor
 
+    @property
+    def base(self) -> torch.Tensor:
+        return self.table.base
+
     def crop(self, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """``(N, C, h, w)`` contents of each copy at the given window; zero outside the tensor.
 
-        Copies are made slice by slice: contiguous copies beat one gather with index grids.
+        One gather from the cached tensor, then one indexed copy of the changed values: two ops
+        whatever the number of copies. The result has the values' memory layout.
         """
         if (h, w) == tuple(self.values.shape[-2:]) and torch.equal(top, self.top) and torch.equal(left, self.left):
             return self.values
-        big_h, big_w = self.base.shape[-2:]
-        small_h, small_w = self.values.shape[-2:]
-        layout = torch.channels_last if self.values.is_contiguous(memory_format=torch.channels_last) \
-            and not self.values.is_contiguous() else torch.contiguous_format
-        out = torch.zeros(len(top), self.values.shape[1], h, w, dtype=self.values.dtype, device=self.values.device)
-        out = out.contiguous(memory_format=layout)
-        for i, (r, c, sr, sc) in enumerate(zip(top.tolist(), left.tolist(), self.top.tolist(), self.left.tolist())):
-            y0, y1, x0, x1 = max(r, 0), min(r + h, big_h), max(c, 0), min(c + w, big_w)
-            out[i, :, y0 - r:y1 - r, x0 - c:x1 - c] = self.base[0, :, y0:y1, x0:x1]
-            y0, y1, x0, x1 = max(sr, r), min(sr + small_h, r + h), max(sc, c), min(sc + small_w, c + w)
-            if y0 < y1 and x0 < x1:
-                out[i, :, y0 - r:y1 - r, x0 - c:x1 - c] = self.values[i, :, y0 - sr:y1 - sr, x0 - sc:x1 - sc]
-        return out
+        count, channels, small_h, small_w = self.values.shape
+        rows = self.table.gather(top, left, h, w)
+        ys = (self.top - top)[:, None] + torch.arange(small_h, device=top.device)
+        xs = (self.left - left)[:, None] + torch.arange(small_w, device=top.device)
+        inside = (((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]).flatten()
+        target = _flat_index(ys + h * torch.arange(count, device=top.device)[:, None], xs, 1, 1, w, grid=True)
+        changed = self.values.permute(0, 2, 3, 1).reshape(-1, channels)
+        if bool(inside.all()):
+            rows.index_copy_(0, target, changed)
+        else:
+            rows.index_copy_(0, target[inside], changed[inside])
+        return rows.view(count, h, w, channels).permute(0, 3, 1, 2).contiguous(memory_format=self.table.layout)
 
     def dense(self) -> torch.Tensor:
         """``(N, C, H, W)`` full copies."""
         zero = torch.zeros_like(self.top)
         return self.crop(zero, zero, *self.base.shape[-2:])
+
+
+def _flat_index(top: torch.Tensor, left: torch.Tensor, h: int, w: int, width: int, grid: bool = False
+                ) -> torch.Tensor:
+    """Flat row indices ``y * width + x`` of each copy's ``h x w`` window at ``(top, left)``, or of
+    the ``(N, h) x (N, w)`` coordinate grids ``top x left`` when ``grid``."""
+    if not grid:
+        top = top[:, None] + torch.arange(h, device=top.device)
+        left = left[:, None] + torch.arange(w, device=left.device)
+    return (top[:, :, None] * width + left[:, None, :]).flatten()
 
 
 class _Recorder(TorchDispatchMode):
@@ -137,30 +187,39 @@ class IncrementalInference:
         convert = lambda t: _convert(t, self.layout)  # noqa: E731
         self.nodes = [_Node(n.func, tree_map(convert, n.args), tree_map(convert, n.kwargs), tree_map(convert, n.out))
                       for n in _fold_batch_norms(recorder.nodes)]
+        self.tables: dict[int, _Table] = {}
+        self.dying = _last_uses(self.nodes, self.output_ref)
 
     def __call__(self, top: torch.Tensor, left: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Output of each copy: the image with ``values`` ``(N, C, h, w)`` pasted at ``(top, left)``."""
         values = values.contiguous(memory_format=self.layout)
-        states: list = [Window(self.nodes[0].out, top, left, values)]
+        states: list = [Window(self._table(self.nodes[0].out), top, left, values)]
         with torch.no_grad():
-            for node in self.nodes[1:]:
+            for index, node in enumerate(self.nodes[1:], 1):
                 states.append(self._step(node, states, len(top)))
+                for dead in self.dying[index]:
+                    states[dead] = None  # frees memory that the next ops can reuse
         if self.output_ref is None:
             return self.output.expand(len(top), *self.output.shape[1:])
         return _dense(_item(states[self.output_ref.node], self.output_ref.item), len(top))
 
+    def _table(self, base: torch.Tensor) -> _Table:
+        """The gathering table of a cached tensor, made once per engine."""
+        if id(base) not in self.tables:
+            self.tables[id(base)] = _Table(base, self.layout)
+        return self.tables[id(base)]
+
     def _step(self, node: _Node, states: list, count: int):
         if node.func is _ALIAS:
             return [states[node.args[0].node]]
-        inputs = [_item(states[a.node], a.item) for a in tree_flatten((node.args, node.kwargs))[0]
-                  if isinstance(a, _Ref)]
+        inputs = [_item(states[a.node], a.item) for a in node.refs]
         windows = [s for s in inputs if isinstance(s, Window)]
         if len(windows) == len(inputs) and _spatial(node.out):
             if node.func is aten.convolution.default and not node.args[6]:
                 return self._convolution(node, windows[0])
             if node.func is aten.constant_pad_nd.default and min(node.args[1]) >= 0:
                 pad = list(node.args[1]) + [0, 0]
-                return Window(node.out, windows[0].top + pad[2], windows[0].left + pad[0], windows[0].values)
+                return Window(self._table(node.out), windows[0].top + pad[2], windows[0].left + pad[0], windows[0].values)
             if node.func in POINTWISE and _same_size(windows, node) and _broadcastable(node):
                 return self._pointwise(node, states, windows)
         return self._dense_op(node, states, count)
@@ -184,7 +243,7 @@ class IncrementalInference:
         in_w = (sizes[1] - 1) * stride[1] + (kernel[1] - 1) * dilation[1] + 1
         patch = window.crop(in_top, in_left, in_h, in_w)
         values = F.conv2d(patch, weight, bias, stride, 0, dilation, groups)
-        return Window(out, starts[0], starts[1], values)
+        return Window(self._table(out), starts[0], starts[1], values)
 
     def _fit(self, low: torch.Tensor, high: torch.Tensor, length: int) -> tuple[torch.Tensor, int]:
         """One window size for all copies (the largest reach, or the limit), kept inside the tensor."""
@@ -205,20 +264,17 @@ class IncrementalInference:
         else:
             top, left = first.top, first.left
 
-        def swap(a):
-            return _item(states[a.node], a.item).crop(top, left, h, w) if isinstance(a, _Ref) else a
-        result = node.func(*tree_map(swap, node.args), **tree_map(swap, node.kwargs))
+        args, kwargs = node.arguments(lambda a: _item(states[a.node], a.item).crop(top, left, h, w))
+        result = node.func(*args, **kwargs)
         if isinstance(result, (tuple, list)):
-            return [Window(b, top, left, r) if _spatial(b) else b for b, r in zip(node.out, result)]
-        return Window(node.out, top, left, result)
+            return [Window(self._table(b), top, left, r) if _spatial(b) else b for b, r in zip(node.out, result)]
+        return Window(self._table(node.out), top, left, result)
 
     def _dense_op(self, node: _Node, states: list, count: int):
-        def swap(a):
-            return _dense(_item(states[a.node], a.item), count) if isinstance(a, _Ref) else a
-        args = tree_map(swap, node.args)
+        args, kwargs = node.arguments(lambda a: _dense(_item(states[a.node], a.item), count))
         if node.func in RESHAPES:  # the trace's batch of 1 becomes the copies' count
             args = (args[0].contiguous(), [count, *args[1][1:]], *args[2:])
-        return node.func(*args, **tree_map(swap, node.kwargs))
+        return node.func(*args, **kwargs)
 
 
 _ALIAS = object()  # a folded batch norm: its output is its input's (item 0)
@@ -254,6 +310,21 @@ def _fold_batch_norms(nodes: list[_Node]) -> list[_Node]:
                                    conv.kwargs, node.out[0])
         nodes[i] = _Node(_ALIAS, (source,), {}, node.out)
     return nodes
+
+
+def _last_uses(nodes: list[_Node], output: _Ref | None) -> list[list[int]]:
+    """For each step, the earlier results that no later step (nor the output) reads."""
+    last = {index: index for index in range(len(nodes))}
+    for index, node in enumerate(nodes):
+        for ref in node.refs:
+            last[ref.node] = index
+    if output is not None:
+        last[output.node] = len(nodes)
+    dying: list[list[int]] = [[] for _ in nodes]
+    for index, step in last.items():
+        if step < len(nodes):
+            dying[step].append(index)
+    return dying
 
 
 def _convert(value, layout: torch.memory_format):

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from convscope.core.hooks import capture, channels_last, frozen
+from convscope.core.hooks import capture, frozen
+from convscope.core.layout import in_fast_layout
 from convscope.data.datasets import ImageDataset
 from convscope.data.distributed import Ranks
 from convscope.data.loader import Batch, chunk_range, default_workers, stream
@@ -51,14 +52,13 @@ def run_pass(model: Model, dataset: ImageDataset, layers: list[str], store: Chun
     total = sum(len(chunk_range(chunk, store.chunk_size, len(dataset))) for chunk in mine)
     suffix = f" (rank {ranks.rank} of {ranks.world})" if ranks.world > 1 else ""
     bar = tqdm(total=total, desc=label + suffix, unit="img", disable=not progress or not ranks.main)
-    layout = torch.contiguous_format if on_gpu else torch.channels_last
     failures = []
-    with bar, frozen(model.net), channels_last(model.net, not on_gpu), torch.inference_mode():
+    with bar, frozen(model.net), torch.inference_mode():
         for batch in stream(dataset, mine, chunk_size=store.chunk_size, size=model.input_size,
                             channels=model.channels, batch_size=batch_size, workers=workers):
             if len(batch.indices):
-                x = batch.images.to(model.device, memory_format=layout, non_blocking=True)
-                reducer.add(batch, capture(model, model.net, x, layers))
+                x = batch.images.to(model.device, non_blocking=True)
+                reducer.add(batch, in_fast_layout(model.net, lambda z: capture(model, model.net, z, layers), x))
             failures.extend(batch.failures)
             bar.update(len(batch.indices) + len(batch.failures))
             if batch.last:
