@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import convscope as cs
-from convscope.attribute.occlusion import occlusion
+from convscope.attribute.occlusion import _disagreement, occlusion
 from convscope.core.incremental import IncrementalInference
 from tests.conftest import assert_unchanged, snapshot
 
@@ -96,9 +96,31 @@ def test_fills_and_fast_mode_run_and_leave_the_model_alone(digits, fill):
     assert_unchanged(before, digits.net)
 
 
+def test_full_drill_down_equals_exact_and_more_drill_gets_closer(digits):
+    x = torch.rand(2, 1, 8, 8)
+    exact = occlusion(digits, x, 3, patch=2, stride=1).probabilities
+    errors = []
+    for drill in (0.0, 0.3, 1.0):
+        fast = occlusion(digits, x, 3, patch=2, stride=1, mode="fast", drill=drill).probabilities
+        errors.append(float((fast - exact).abs().sum()))
+    assert errors[2] < 1e-4
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_disagreement_is_the_range_of_known_neighbours():
+    values = torch.tensor([[1.0, 0.0, 5.0], [0.0, 0.0, 0.0], [2.0, 0.0, 4.0]])
+    known = torch.zeros(3, 3, dtype=torch.bool)
+    known[::2, ::2] = True
+    doubt = _disagreement(values, known)
+    assert doubt[1, 1] == 5.0 - 1.0            # all four corners
+    assert doubt[0, 1] == 5.0 - 1.0 and doubt[1, 0] == 2.0 - 1.0 and doubt[2, 1] == 4.0 - 2.0
+
+
 def test_bad_arguments_are_refused(digits):
     x = torch.rand(1, 1, 8, 8)
     with pytest.raises(cs.ConvscopeError, match="unknown fill"):
         occlusion(digits, x, 0, fill="pink")
+    with pytest.raises(cs.ConvscopeError, match="between 0 and 1"):
+        occlusion(digits, x, 0, mode="fast", drill=1.5)
     with pytest.raises(cs.ConvscopeError, match="at most the image side"):
         occlusion(digits, x, 0, patch=9)

@@ -89,7 +89,7 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
         progress: show a progress bar.
     """
     model = as_model(model)
-    _check(x, patch, stride, fill, mode)
+    _check(x, patch, stride, fill, mode, drill)
     targets = torch.as_tensor(target).expand(len(x)) if not isinstance(target, torch.Tensor) or target.dim() == 0 \
         else target
     rows, cols = _positions(x.shape[-2], patch, stride), _positions(x.shape[-1], patch, stride)
@@ -106,11 +106,13 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
     return OcclusionMap(probabilities, baseline, attribution, patch, stride, images)
 
 
-def _check(x: torch.Tensor, patch: int, stride: int, fill: str, mode: str) -> None:
+def _check(x: torch.Tensor, patch: int, stride: int, fill: str, mode: str, drill: float) -> None:
     if fill not in FILLS:
         raise ConvscopeError(f"unknown fill {fill!r}; accepted: {', '.join(FILLS)}")
     if mode not in MODES:
         raise ConvscopeError(f"unknown occlusion mode {mode!r}; accepted: {', '.join(MODES)}")
+    if not 0.0 <= drill <= 1.0:
+        raise ConvscopeError(f"drill {drill}: give a fraction of the positions between 0 and 1")
     if not 1 <= patch <= min(x.shape[-2:]) or stride < 1:
         raise ConvscopeError(f"patch {patch} and stride {stride} must be >= 1 and the patch at most the image side "
                              f"({min(x.shape[-2:])})")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from convscope.attribute.occlusion import DRILL
 from convscope.attribute.occlusion import occlusion as occlusion_map
 from convscope.attribute.saliency import METHODS
 from convscope.attribute.saliency import saliency as saliency_map
@@ -54,6 +55,8 @@ def occlusion(image: Annotated[Path, typer.Argument(help="Image file.")], output
               stride: Annotated[int, typer.Option(help="Step between patch positions.")] = 8,
               fill: Annotated[str, typer.Option(help="zero, grey, mean or blur.")] = "grey",
               mode: Annotated[str, typer.Option(help="exact, fast or brute.")] = "exact",
+              drill: Annotated[float, typer.Option(help="fast mode: share of positions computed exactly after the "
+                                                        "coarse pass, 0-1 (more: slower, closer to exact).")] = DRILL,
               save_array_to: Annotated[Path | None, typer.Option("--save-array", help="Maps, .npz.")] = None,
               model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Slide a patch over the image and map the target probability (Zeiler & Fergus)."""
@@ -63,7 +66,8 @@ def occlusion(image: Annotated[Path, typer.Argument(help="Image file.")], output
     net = open_model(model, device)
     x = load_image(image, size=net.input_size)
     index = class_indices(net, x, target)
-    result = occlusion_map(net, x, index, patch=patch, stride=stride, fill=fill, mode=mode, progress=True)
+    result = occlusion_map(net, x, index, patch=patch, stride=stride, fill=fill, mode=mode, drill=drill,
+                          progress=True)
     picture = result.picture()
     if save_array_to:
         save_array(save_array_to, map=result.attribution[0].numpy(), probabilities=result.probabilities[0].numpy(),
