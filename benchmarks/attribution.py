@@ -6,7 +6,11 @@ Needs: pip install captum && pip install --no-deps grad-cam ttach
 with the three names it imports is put in sys.modules below; the CAM code path does not use them.)
 
 Prints seconds per 224x224 image and the speed-up of convscope over each peer on the same work;
-"vs floor" divides by the faster of the two plain forward+backward passes (frozen model).
+"vs floor" divides by the faster of the two plain forward+backward passes (frozen model). The
+gradient methods and their floors are timed in turn (best of --repeats each, each timed call
+right after an untimed one of the same method), as are the
+Integrated Gradients and occlusion runs (best of --repeats/10), so a slow spell of the machine
+hits all alike.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 import types
 
 import torch
-from timing import seconds
+from timing import interleaved
 
 import convscope as cs
 from convscope.attribute.averaged import integrated_gradients
@@ -65,56 +69,62 @@ def main() -> None:
     rows = []
 
     def floor(layout):
-        z = x.contiguous(memory_format=layout).requires_grad_(True)
-        torch.autograd.grad(model(z)[0, TARGET], z)
-    with frozen(net):
-        plain_floor = seconds(lambda: floor(torch.contiguous_format), args.repeats)
-        with channels_last(net, args.device == "cpu"):
-            fast_floor = seconds(lambda: floor(torch.channels_last), args.repeats)
-    base = min(plain_floor, fast_floor)
-    rows.append(("forward+backward floor, default layout", plain_floor, None, base))
-    rows.append(("forward+backward floor, channels-last", fast_floor, None, base))
-    for rule, peer in (("gradient", Saliency), ("deconvnet", Deconvolution), ("guided", GuidedBackprop)):
-        ours = seconds(lambda: attribute(model, x, class_logit(TARGET), rule=rule), args.repeats)
+        with frozen(net), channels_last(net, layout == torch.channels_last):
+            z = x.contiguous(memory_format=layout).requires_grad_(True)
+            torch.autograd.grad(model(z)[0, TARGET], z)
+    peers = {"gradient": Saliency, "deconvnet": Deconvolution, "guided": GuidedBackprop}
+    work = {"floor default": lambda: floor(torch.contiguous_format), "floor cl": lambda: floor(torch.channels_last)}
+    for rule, peer in peers.items():
         kwargs = {"abs": False} if peer is Saliency else {}
-        theirs = seconds(lambda: peer(wrapped).attribute(leaf(), target=TARGET, **kwargs), args.repeats)
-        rows.append((f"{rule} (vs Captum {peer.__name__})", ours, theirs, base))
+        work[rule] = lambda rule=rule: attribute(model, x, class_logit(TARGET), rule=rule)
+        work[peer.__name__] = lambda peer=peer, kwargs=kwargs: peer(wrapped).attribute(leaf(), target=TARGET, **kwargs)
+    timed = interleaved(work, args.repeats, rewarm=True)
+    base = min(timed["floor default"], timed["floor cl"])
+    rows.append(("forward+backward floor, default layout", timed["floor default"], None, base))
+    rows.append(("forward+backward floor, channels-last", timed["floor cl"], None, base))
+    for rule, peer in peers.items():
+        rows.append((f"{rule} (vs Captum {peer.__name__})", timed[rule], timed[peer.__name__], base))
     captum_guided = GuidedBackprop(wrapped).attribute(leaf(), target=TARGET)
     same = torch.equal(captum_guided, Saliency(wrapped).attribute(leaf(), target=TARGET, abs=False))
 
-    ig = lambda: integrated_gradients(model, x, class_logit(TARGET), steps=50, tolerance=float("inf"))  # noqa: E731
-    ours = seconds(ig, 1)
-    rows.append(("integrated gradients, 50 steps (vs Captum default batch)", ours,
-                 seconds(lambda: IntegratedGradients(wrapped).attribute(x, target=TARGET, n_steps=50), 1), None))
-    best = min(seconds(lambda: IntegratedGradients(wrapped).attribute(x, target=TARGET, n_steps=50,
-                                                                      internal_batch_size=b), 1) for b in (4, 8, 16))
-    rows.append(("integrated gradients, 50 steps (vs Captum best batch 4/8/16)", ours, best, None))
+    def captum_ig(batch=None):
+        return IntegratedGradients(wrapped).attribute(x, target=TARGET, n_steps=50, internal_batch_size=batch)
+    slow = max(1, args.repeats // 10)
+    timed = interleaved({"ours": lambda: integrated_gradients(model, x, class_logit(TARGET), steps=50,
+                                                              tolerance=float("inf")),
+                         "default": captum_ig, **{b: lambda b=b: captum_ig(b) for b in (4, 8, 16)}}, slow)
+    rows.append(("integrated gradients, 50 steps (vs Captum default batch)", timed["ours"], timed["default"], None))
+    rows.append(("integrated gradients, 50 steps (vs Captum best batch 4/8/16)", timed["ours"],
+                 min(timed[b] for b in (4, 8, 16)), None))
 
     stub_torchvision()
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     layer = net._swish  # its last call is the 1280x7x7 head activation: pytorch-grad-cam keeps the last
     with GradCAM(model=wrapped, target_layers=[layer]) as peer_cam:
-        theirs = seconds(lambda: peer_cam(input_tensor=x, targets=[ClassifierOutputTarget(TARGET)]), args.repeats)
-    ours = seconds(lambda: grad_cam(model, x, class_logit(TARGET), "_swish@1"), args.repeats)
-    rows.append(("Grad-CAM (vs pytorch-grad-cam GradCAM)", ours, theirs, None))
+        timed = interleaved({"ours": lambda: grad_cam(model, x, class_logit(TARGET), "_swish@1"),
+                             "peer": lambda: peer_cam(input_tensor=x, targets=[ClassifierOutputTarget(TARGET)])},
+                            args.repeats)
+    rows.append(("Grad-CAM (vs pytorch-grad-cam GradCAM)", timed["ours"], timed["peer"], None))
 
     occlude = dict(sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8), target=TARGET, baselines=0.5)
-    with torch.no_grad():
-        probs = lambda z: model(z).softmax(-1)  # noqa: E731
-        captum_default = seconds(lambda: Occlusion(probs).attribute(x, **occlude), 1)
-        captum_best = min(seconds(lambda: Occlusion(probs).attribute(x, perturbations_per_eval=p, **occlude), 1)
-                          for p in (2, 4, 8))
+
+    def captum_occlusion(batch=1):
+        with torch.no_grad():
+            return Occlusion(lambda z: model(z).softmax(-1)).attribute(x, perturbations_per_eval=batch, **occlude)
+    drills = (DRILL, 0.5)
+    timed = interleaved({"exact": lambda: occlusion(model, x, TARGET, mode="exact"), "default": captum_occlusion,
+                         **{p: lambda p=p: captum_occlusion(p) for p in (2, 4, 8)},
+                         **{d: lambda d=d: occlusion(model, x, TARGET, mode="fast", drill=d) for d in drills}}, slow)
+    captum_best = min(timed[p] for p in (2, 4, 8))
+    rows.append(("occlusion exact (vs Captum default)", timed["exact"], timed["default"], None))
+    rows.append(("occlusion exact (vs Captum best batch 2/4/8)", timed["exact"], captum_best, None))
     exact_map = occlusion(model, x, TARGET, mode="exact")
-    exact = seconds(lambda: occlusion(model, x, TARGET, mode="exact"), 1)
-    rows.append(("occlusion exact (vs Captum default)", exact, captum_default, None))
-    rows.append(("occlusion exact (vs Captum best batch 2/4/8)", exact, captum_best, None))
     similarity = {}
-    for drill in (DRILL, 0.5):
-        fast_map = occlusion(model, x, TARGET, mode="fast", drill=drill)
-        similarity[drill] = ssim(fast_map.attribution[0], exact_map.attribution[0])
-        fast = seconds(lambda: occlusion(model, x, TARGET, mode="fast", drill=drill), 1)  # noqa: B023
-        rows.append((f"occlusion fast, drill {drill} (vs Captum best batch)", fast, captum_best, None))
+    for drill in drills:
+        similarity[drill] = ssim(occlusion(model, x, TARGET, mode="fast", drill=drill).attribution[0],
+                                 exact_map.attribution[0])
+        rows.append((f"occlusion fast, drill {drill} (vs Captum best batch)", timed[drill], captum_best, None))
     print_table(rows, model.device)
     print(f"\nCaptum GuidedBackprop on the default model equals the plain gradient: {same} "
           f"(it hooks nn.ReLU modules only; this model uses ReLU6)")

@@ -84,7 +84,7 @@ class _Table:
             self.margin = need
             padded = F.pad(self.base, (need, need, need, need))
             self.rows = padded[0].permute(1, 2, 0).reshape(-1, self.base.shape[1])
-        index = _flat_index(top + self.margin, left + self.margin, h, w, big_w + 2 * self.margin)
+        index = _window_rows(top + self.margin, left + self.margin, h, w, big_w + 2 * self.margin)
         return self.rows.index_select(0, index)
 
 
@@ -111,7 +111,7 @@ class Window:
         """``(N, C, h, w)`` contents of each copy at the given window; zero outside the tensor.
 
         One gather from the cached tensor, then one indexed copy of the changed values: two ops
-        whatever the number of copies. The result has the values' memory layout.
+        whatever the number of copies. The result is in the engine's memory layout.
         """
         if (h, w) == tuple(self.values.shape[-2:]) and torch.equal(top, self.top) and torch.equal(left, self.left):
             return self.values
@@ -120,7 +120,7 @@ class Window:
         ys = (self.top - top)[:, None] + torch.arange(small_h, device=top.device)
         xs = (self.left - left)[:, None] + torch.arange(small_w, device=top.device)
         inside = (((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]).flatten()
-        target = _flat_index(ys + h * torch.arange(count, device=top.device)[:, None], xs, 1, 1, w, grid=True)
+        target = _grid_rows(ys + h * torch.arange(count, device=top.device)[:, None], xs, w)
         changed = self.values.permute(0, 2, 3, 1).reshape(-1, channels)
         if bool(inside.all()):
             rows.index_copy_(0, target, changed)
@@ -134,14 +134,15 @@ class Window:
         return self.crop(zero, zero, *self.base.shape[-2:])
 
 
-def _flat_index(top: torch.Tensor, left: torch.Tensor, h: int, w: int, width: int, grid: bool = False
-                ) -> torch.Tensor:
-    """Flat row indices ``y * width + x`` of each copy's ``h x w`` window at ``(top, left)``, or of
-    the ``(N, h) x (N, w)`` coordinate grids ``top x left`` when ``grid``."""
-    if not grid:
-        top = top[:, None] + torch.arange(h, device=top.device)
-        left = left[:, None] + torch.arange(w, device=left.device)
-    return (top[:, :, None] * width + left[:, None, :]).flatten()
+def _grid_rows(ys: torch.Tensor, xs: torch.Tensor, width: int) -> torch.Tensor:
+    """Flat row indices ``y * width + x`` of each copy's ``(N, h) x (N, w)`` coordinate grid."""
+    return (ys[:, :, None] * width + xs[:, None, :]).flatten()
+
+
+def _window_rows(top: torch.Tensor, left: torch.Tensor, h: int, w: int, width: int) -> torch.Tensor:
+    """Flat row indices of each copy's ``h x w`` window at ``(top, left)``."""
+    return _grid_rows(top[:, None] + torch.arange(h, device=top.device),
+                      left[:, None] + torch.arange(w, device=left.device), width)
 
 
 class _Recorder(TorchDispatchMode):
