@@ -131,7 +131,8 @@ class _Scorer:
 
     def __init__(self, model: Model, x: torch.Tensor, target: int, patch: int, fill: str, mode: str, chunk: int,
                  limit: float | None, progress: bool) -> None:
-        self.model, self.x, self.target, self.patch, self.chunk, self.progress = model, x, target, patch, chunk, progress
+        self.model, self.x, self.target, self.patch = model, x, target, patch
+        self.chunk, self.progress = chunk, progress
         self.source = _fill_source(x, fill)
         self.engine = None if mode == "brute" else \
             IncrementalInference(model, x, limit=limit if mode == "fast" else None,
@@ -225,8 +226,8 @@ def _patches(source: torch.Tensor, top: torch.Tensor, left: torch.Tensor, patch:
 def _paste(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     copies = x.repeat(len(top), 1, 1, 1)
     patch = values.shape[-1]
-    for i, (t, l) in enumerate(zip(top.tolist(), left.tolist())):
-        copies[i, :, t:t + patch, l:l + patch] = values[i]
+    for i, (y, x0) in enumerate(zip(top.tolist(), left.tolist())):
+        copies[i, :, y:y + patch, x0:x0 + patch] = values[i]
     return copies
 
 
@@ -235,8 +236,8 @@ def _spread(drops: torch.Tensor, size, patch: int, stride: int) -> torch.Tensor:
     rows, cols = _positions(size[0], patch, stride), _positions(size[1], patch, stride)
     total = torch.zeros(drops.shape[0], *size)
     count = torch.zeros(*size)
-    for i, t in enumerate(rows.tolist()):
-        for j, l in enumerate(cols.tolist()):
-            total[:, t:t + patch, l:l + patch] += drops[:, i, j, None, None]
-            count[t:t + patch, l:l + patch] += 1
+    for i, y in enumerate(rows.tolist()):
+        for j, x0 in enumerate(cols.tolist()):
+            total[:, y:y + patch, x0:x0 + patch] += drops[:, i, j, None, None]
+            count[y:y + patch, x0:x0 + patch] += 1
     return total / count.clamp_min(1)
