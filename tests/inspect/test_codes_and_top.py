@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import convscope as cs
 from convscope.core.hooks import capture
 from convscope.core.layout import channels_last
 from convscope.data.datasets import Digits, open_dataset
@@ -38,6 +39,31 @@ def test_codes_equal_the_classifier_input_and_cluster_in_2d(digits, tmp_path):
     accuracy = knn_accuracy(points, codes.labels)
     assert accuracy >= 0.9, accuracy
     assert knn_accuracy(np.random.default_rng(0).normal(size=points.shape), codes.labels) < 0.3  # no clusters
+
+
+class _ViewNet(torch.nn.Module):
+    """Two convs -> ``.view`` -> linear on 8x8 grey digits: it cannot take channels-last activations."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2 = torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 4, 3)
+        self.fc = torch.nn.Linear(4 * 4 * 4, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_a_network_flattening_with_view_gets_its_codes(tmp_path):
+    model = cs.Model(_ViewNet(), name="view-net", input_size=(8, 8), mean=(0.0,), std=(1.0,), channels=1)
+    before = snapshot(model.net)
+    codes = extract_codes(model, Digits(24), tmp_path, layer="fc", progress=False)  # read after the .view
+    assert_unchanged(before, model.net)
+    x = torch.stack([Digits(24).read(i) for i in range(24)])
+    with torch.no_grad():
+        expected = model.net(x)
+    np.testing.assert_allclose(codes.codes, expected.numpy(), atol=1e-5)
 
 
 def test_codes_of_any_layer_are_pooled(digits, tmp_path):
