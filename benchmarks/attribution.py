@@ -112,7 +112,7 @@ def main() -> None:
     def captum_occlusion(batch=1):
         with torch.no_grad():
             return Occlusion(lambda z: model(z).softmax(-1)).attribute(x, perturbations_per_eval=batch, **occlude)
-    drills = (DRILL, 0.5)
+    drills = (DRILL, 0.6)
     timed = interleaved({"exact": lambda: occlusion(model, x, TARGET, mode="exact"), "default": captum_occlusion,
                          **{p: lambda p=p: captum_occlusion(p) for p in (2, 4, 8)},
                          **{d: lambda d=d: occlusion(model, x, TARGET, mode="fast", drill=d) for d in drills}}, slow)
