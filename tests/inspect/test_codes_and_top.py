@@ -34,7 +34,8 @@ def test_codes_equal_the_classifier_input_and_cluster_in_2d(digits, tmp_path):
     with torch.no_grad():
         expected = digits.net.features(digits.normalize(x))
     np.testing.assert_allclose(codes.codes, expected.numpy(), atol=1e-5)
-    assert codes.indices.tolist() == list(range(1797)) and codes.labels.tolist() == [dataset.label(i) for i in range(1797)]
+    assert codes.indices.tolist() == list(range(1797))
+    assert codes.labels.tolist() == [dataset.label(i) for i in range(1797)]
     points = embed_2d(codes.codes, "tsne")
     accuracy = knn_accuracy(points, codes.labels)
     assert accuracy >= 0.9, accuracy

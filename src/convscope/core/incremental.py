@@ -73,7 +73,8 @@ class _Table:
     padded by a margin ``m`` that grows as needed, from which windows are gathered in one op."""
 
     def __init__(self, base: torch.Tensor, layout: torch.memory_format) -> None:
-        self.base, self.layout, self.margin, self.rows = base, layout, -1, base
+        self.base, self.layout = base, layout
+        self.margin, self.rows = -1, base.new_empty(0, base.shape[1])  # padded on the first gather
 
     def gather(self, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """``(N * h * w, C)``: each copy's ``h x w`` window at ``(top, left)``, row-major."""
@@ -220,7 +221,8 @@ class IncrementalInference:
                 return self._convolution(node, windows[0])
             if node.func is aten.constant_pad_nd.default and min(node.args[1]) >= 0:
                 pad = list(node.args[1]) + [0, 0]
-                return Window(self._table(node.out), windows[0].top + pad[2], windows[0].left + pad[0], windows[0].values)
+                shifted = windows[0]
+                return Window(self._table(node.out), shifted.top + pad[2], shifted.left + pad[0], shifted.values)
             if node.func in POINTWISE and _same_size(windows, node) and _broadcastable(node):
                 return self._pointwise(node, states, windows)
         return self._dense_op(node, states, count)
