@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 from torch import nn
 
@@ -11,8 +9,7 @@ from convscope.core.evaluate import read, score
 from convscope.core.hooks import frozen
 from convscope.core.layout import in_fast_layout
 from convscope.core.objectives import Objective
-from convscope.core.rectifiers import RULES, rectifier_rule
-from convscope.errors import ConvscopeError
+from convscope.core.rectifiers import apply_rule, check_rule
 from convscope.models.model import Model, as_model
 
 
@@ -35,14 +32,15 @@ def attribute(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *
     Returns:
         ``(B, C, H, W)`` gradient, same shape and device as ``x`` after moving to the model.
     """
-    if rule not in RULES:
-        raise ConvscopeError(f"unknown gradient rule {rule!r}; accepted: {', '.join(RULES)}")
+    check_rule(rule)
     model = as_model(model)
 
     def gradient(x: torch.Tensor) -> torch.Tensor:
         x = x.detach().clone().requires_grad_(True)
-        with frozen(model.net), (rectifier_rule(rule) or nullcontext()):
-            (grad,) = torch.autograd.grad(score(model, x, objective).sum(), x)
+        with frozen(model.net):
+            total = score(model, x, objective).sum()
+            apply_rule(total, rule)
+            (grad,) = torch.autograd.grad(total, x)
         return grad.contiguous()
     return in_fast_layout(model.net, gradient, x.to(model.device))
 

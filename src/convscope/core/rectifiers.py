@@ -2,113 +2,89 @@
 
 The rule must reach every rectifier however the model calls it — ``nn.ReLU``, ``nn.ReLU6``
 and ``nn.Hardtanh``, one module object called several times, ``F.relu``/``torch.relu``/
-``relu_``/``F.relu6``/``F.hardtanh`` — so it is applied at the function level by a
-``TorchFunctionMode`` active only inside the ``with`` block, not by hooks on ``nn.ReLU``
-modules (which miss ReLU6 networks such as the default model). The forward values are
-bit-identical; only the backward changes:
+``relu_``/``F.relu6``/``F.hardtanh``/``F.threshold`` — so it is applied to the autograd graph,
+not to modules (hooks on ``nn.ReLU`` modules miss ReLU6 networks such as the default model):
+after the forward pass, each rectifier's backward node behind the output gets a hook that
+rewrites what it passes back. Whoever called the rectifier, its node is in the graph. The
+forward runs untouched, at full speed; only the backward changes:
 
-* deconvnet (Zeiler & Fergus 2014): pass back only the positive part of the gradient;
-* guided (Springenberg et al. 2015): positive gradient, and only where the input was in the
-  rectifier's linear range (the native backward of the call, made positive in place).
+* deconvnet (Zeiler & Fergus 2014): pass back only the positive part of the gradient,
+  ignoring the forward;
+* guided (Springenberg et al. 2015): the native backward (zero outside the rectifier's
+  linear range), made positive in place.
 
-Smooth activations (SiLU, GELU, ...) have no such rule: they are refused, never ignored.
+Smooth activations (SiLU, GELU, ...) have no such rule: a graph holding one is refused, never
+ignored. The hooks belong to the graph and go with it; the model is not touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
-import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from convscope.errors import ConvscopeError
 
 RULES = ("gradient", "deconvnet", "guided")
 
-
-aten = torch.ops.aten
-
-
-class _Rectify(torch.autograd.Function):
-    """``clamp(x, low, high)`` forward; the backward of ``rule``.
-
-    deconvnet: the positive part of the incoming gradient, ignoring the forward. guided: the
-    native backward (zero outside the linear range), then its positive part taken in place —
-    two passes over the gradient and one new tensor, as cheap as the plain backward allows.
-    """
-
-    @staticmethod
-    def forward(ctx, x, low, high, rule):
-        out = x.clamp(low, high)
-        ctx.low, ctx.high, ctx.rule = low, high, rule
-        if rule == "guided":
-            ctx.save_for_backward(out)  # in the linear range exactly where the input is
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        if ctx.rule == "deconvnet":
-            return grad.clamp_min(0), None, None, None
-        (out,) = ctx.saved_tensors
-        native = aten.threshold_backward(grad, out, ctx.low) if ctx.high is None \
-            else aten.hardtanh_backward(grad, out, ctx.low, ctx.high)
-        return native.clamp_min_(0), None, None, None
+#: Backward nodes of rectifiers, by class name without the trailing version number.
+_RECTIFIERS = frozenset({"ReluBackward", "HardtanhBackward", "ThresholdBackward"})
+_SMOOTH = {"SiluBackward": "SiLU", "GeluBackward": "GELU", "HardswishBackward": "Hardswish",
+           "MishBackward": "Mish", "EluBackward": "ELU or SELU", "CeluBackward": "CELU",
+           "SoftplusBackward": "Softplus", "LeakyReluBackward": "LeakyReLU"}
 
 
-def _relu(x, inplace=False):
-    return x, 0.0, None, inplace
-
-
-def _hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
-    return x, min_val, max_val, inplace
-
-
-def _relu6(x, inplace=False):
-    return x, 0.0, 6.0, inplace
-
-
-def _in_place(x):
-    return x, 0.0, None, True
-
-
-_RECTIFIERS = {
-    F.relu: _relu, torch.relu: _relu, torch.Tensor.relu: _relu,
-    F.relu_: _in_place, torch.relu_: _in_place, torch.Tensor.relu_: _in_place,
-    F.relu6: _relu6, F.hardtanh: _hardtanh, F.hardtanh_: lambda x, *a: (*_hardtanh(x, *a)[:3], True),
-}
-_SMOOTH = {F.silu: "SiLU", F.gelu: "GELU", F.hardswish: "Hardswish", F.mish: "Mish", F.elu: "ELU",
-           F.selu: "SELU", F.celu: "CELU", F.softplus: "Softplus", F.leaky_relu: "LeakyReLU"}
-
-
-class RectifierRule(TorchFunctionMode):
-    """Applies a backward rule to every rectifier call made inside the ``with`` block.
+def apply_rule(output: torch.Tensor, rule: str) -> int:
+    """Makes every rectifier behind ``output`` pass gradients back by ``rule``, for the next
+    backward pass through this graph.
 
     Args:
-        rule: ``"deconvnet"`` or ``"guided"``.
+        output: a tensor computed (with autograd) from the input, e.g. the summed scores.
+        rule: ``gradient`` (no change), ``deconvnet`` or ``guided``.
+
+    Returns:
+        The number of rectifier calls rewritten.
     """
-
-    def __init__(self, rule: str) -> None:
-        super().__init__()
-        if rule not in ("deconvnet", "guided"):
-            raise ConvscopeError(f"unknown rectifier rule {rule!r}; accepted: deconvnet, guided")
-        self.rule = rule
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _SMOOTH:
-            raise ConvscopeError(f"the {self.rule} rule is defined for rectifiers (ReLU, ReLU6, Hardtanh); "
-                                 f"this model uses {_SMOOTH[func]}, which has no such rule — use the plain "
-                                 f"gradient or Grad-CAM")
-        if func not in _RECTIFIERS:
-            return func(*args, **kwargs)
-        self.calls += 1
-        x, low, high, inplace = _RECTIFIERS[func](*args, **kwargs)
-        out = _Rectify.apply(x, low, high, self.rule)
-        return x.copy_(out) if inplace else out
-
-
-def rectifier_rule(rule: str) -> RectifierRule | None:
-    """The context for ``rule``: None for the plain gradient, else a :class:`RectifierRule`."""
+    check_rule(rule)
     if rule == "gradient":
-        return None
-    return RectifierRule(rule)
+        return 0
+    hook = _deconvnet if rule == "deconvnet" else _guided
+    count = 0
+    for node in _nodes(output.grad_fn):
+        kind = type(node).__name__.rstrip("0123456789")
+        if kind in _SMOOTH:
+            raise ConvscopeError(f"the {rule} rule is defined for rectifiers (ReLU, ReLU6, Hardtanh); this model "
+                                 f"uses {_SMOOTH[kind]}, which has no such rule — use the plain gradient or Grad-CAM")
+        if kind in _RECTIFIERS:
+            node.register_hook(hook)
+            count += 1
+    return count
+
+
+def check_rule(rule: str) -> None:
+    """A ConvscopeError naming the accepted rules unless ``rule`` is one of them."""
+    if rule not in RULES:
+        raise ConvscopeError(f"unknown gradient rule {rule!r}; accepted: {', '.join(RULES)}")
+
+
+def _nodes(root) -> Iterator:
+    """Every node of the autograd graph that ``root`` reaches, once each."""
+    seen, stack = set(), [] if root is None else [root]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        yield node
+        stack.extend(parent for parent, _ in node.next_functions if parent is not None)
+
+
+def _deconvnet(grad_inputs: tuple, grad_outputs: tuple) -> tuple:
+    """The positive part of the incoming gradient, wherever the rectifier's input was (written over
+    the native result, which has its shape and saves a new buffer)."""
+    return tuple(None if g is None else torch.clamp_min(grad_outputs[0], 0, out=g) for g in grad_inputs)
+
+
+def _guided(grad_inputs: tuple, grad_outputs: tuple) -> tuple:
+    """The native gradient (zero outside the linear range), made positive in place."""
+    return tuple(None if g is None else g.clamp_min_(0) for g in grad_inputs)
