@@ -53,6 +53,28 @@ def test_incremental_equals_brute_force_on_a_branchy_net(channels_last):
         torch.testing.assert_close(got, brute(net, x, top, left, values), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_replay_is_within_its_rounding_of_brute_force(dtype):
+    net = Branchy().eval()
+    x = torch.rand(1, 3, 23, 23)
+    top, left = torch.tensor([0, 5, 17, 11]), torch.tensor([3, 0, 17, 9])
+    values = torch.rand(4, 3, 6, 6)
+    with torch.no_grad():
+        got = IncrementalInference(net, x, channels_last=True, dtype=dtype)(top, left, values)
+        reference = brute(net, x, top, left, values)
+    assert got.dtype == dtype
+    eps = torch.finfo(dtype).eps  # a few roundings of values of order one per layer
+    torch.testing.assert_close(got.float(), reference, rtol=0, atol=8 * eps * float(reference.abs().max()))
+
+
+def test_half_precision_overflow_is_refused():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    with torch.no_grad():
+        net[1].weight.fill_(2000.0)  # logits about 10^5: beyond float16's 65504
+    with pytest.raises(cs.ConvscopeError, match="overflowed"):
+        occlusion(net, torch.rand(1, 3, 8, 8), 0, patch=4, stride=4, mode="fast", precision="float16")
+
+
 def test_exact_mode_equals_brute_force_on_default_model(lite0, cat):
     rows = dict(patch=32, stride=48)  # a coarse grid keeps the test quick; the engine is the same
     exact = occlusion(lite0, cat, 285, mode="exact", **rows)
@@ -136,5 +158,9 @@ def test_bad_arguments_are_refused(digits):
         occlusion(digits, x, 0, fill="pink")
     with pytest.raises(cs.ConvscopeError, match="between 0 and 1"):
         occlusion(digits, x, 0, mode="fast", drill=1.5)
+    with pytest.raises(cs.ConvscopeError, match="accepted: float32, float16, bfloat16"):
+        occlusion(digits, x, 0, mode="fast", precision="double")
+    with pytest.raises(cs.ConvscopeError, match="give it with mode fast"):
+        occlusion(digits, x, 0, precision="float16")
     with pytest.raises(cs.ConvscopeError, match="at most the image side"):
         occlusion(digits, x, 0, patch=9)

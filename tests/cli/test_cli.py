@@ -139,6 +139,7 @@ def test_segment_writes_a_binary_mask(capsys, monkeypatch, tmp_path, cat_file):
     (["saliency", "--neuron", "3"], "expected Y,X"),
     (["occlusion", "--fill", "pink"], "unknown fill 'pink'"),
     (["occlusion", "--patch", "500"], "at most the image side"),
+    (["occlusion", "--mode", "fast", "--precision", "fp8"], "unknown precision 'fp8'"),
 ])
 def test_attribution_mistakes_are_one_line(capsys, monkeypatch, tmp_path, cat_file, args, message):
     output = tmp_path / "out.png"
@@ -267,7 +268,8 @@ def photo_folder(tmp_path):
     for name, photo in (("cat", data.chelsea()), ("cup", data.coffee())):
         (tmp_path / "images" / name).mkdir(parents=True)
         for i in range(6):
-            Image.fromarray(photo[i * 15:i * 15 + 200, i * 30:i * 30 + 200]).save(tmp_path / "images" / name / f"{i}.jpg")
+            crop = photo[i * 15:i * 15 + 200, i * 30:i * 30 + 200]
+            Image.fromarray(crop).save(tmp_path / "images" / name / f"{i}.jpg")
     (tmp_path / "images" / "cup" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     return tmp_path / "images"
 

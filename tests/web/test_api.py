@@ -102,7 +102,8 @@ def test_unknown_ids_are_404(client):
 
 @pytest.mark.parametrize("kind, body, status, message", [
     ("dream", "{not json", 422, "JSON decode error"),
-    ("dream", {"image": "x", "layer": "_blocks.4", "steps": 999}, 422, "steps: Input should be less than or equal to 50"),
+    ("dream", {"image": "x", "layer": "_blocks.4", "steps": 999}, 422,
+     "steps: Input should be less than or equal to 50"),
     ("dream", {"image": "x", "layer": "_blocks.4", "path": "/etc/passwd"}, 422, "path: Extra inputs are not permitted"),
     ("dream", {"image": "CAT", "layer": "_blks.4"}, 400, "unknown layer"),
     ("attribution", {"image": "CAT", "target": "expresso"}, 400, "unknown class 'expresso'"),

@@ -57,6 +57,8 @@ def occlusion(image: Annotated[Path, typer.Argument(help="Image file.")], output
               mode: Annotated[str, typer.Option(help="exact, fast or brute.")] = "exact",
               drill: Annotated[float, typer.Option(help="fast mode: share of positions computed exactly after the "
                                                         "coarse pass, 0-1 (more: slower, closer to exact).")] = DRILL,
+              precision: Annotated[str, typer.Option(help="fast mode: float32, float16 or bfloat16 arithmetic "
+                                                            "(half precision pays on GPUs).")] = "float32",
               save_array_to: Annotated[Path | None, typer.Option("--save-array", help="Maps, .npz.")] = None,
               model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Slide a patch over the image and map the target probability (Zeiler & Fergus)."""
@@ -67,7 +69,7 @@ def occlusion(image: Annotated[Path, typer.Argument(help="Image file.")], output
     x = load_image(image, size=net.input_size)
     index = class_indices(net, x, target)
     result = occlusion_map(net, x, index, patch=patch, stride=stride, fill=fill, mode=mode, drill=drill,
-                          progress=True)
+                          precision=precision, progress=True)
     picture = result.picture()
     if save_array_to:
         save_array(save_array_to, map=result.attribution[0].numpy(), probabilities=result.probabilities[0].numpy(),

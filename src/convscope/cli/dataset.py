@@ -24,8 +24,10 @@ from convscope.models import DEFAULT_MODEL
 
 DatasetArgument = Annotated[str, typer.Argument(help=f"The images: {SPECS}.")]
 FolderOption = Annotated[Path, typer.Option("--output", "-o", help="Folder for the results (run again to resume).")]
-BatchOption = Annotated[int | None, typer.Option(min=1, help="Images per forward pass (default: 4 on CPU, 128 on GPU).")]
-WorkersOption = Annotated[int | None, typer.Option(min=0, help="Reader processes (default: none on CPU, a spare core each on GPU).")]
+BatchOption = Annotated[int | None,
+                        typer.Option(min=1, help="Images per forward pass (default: 4 on CPU, 128 on GPU).")]
+WorkersOption = Annotated[int | None, typer.Option(
+    min=0, help="Reader processes (default: none on CPU, a spare core each on GPU).")]
 ChunkOption = Annotated[int, typer.Option(min=1, help="Images per resumable unit of work.")]
 
 
@@ -99,5 +101,6 @@ def parse_channels(text: str) -> list[int] | None:
             first, _, last = part.strip().partition("-")
             found.extend(range(int(first), int(last or first) + 1))
     except ValueError:
-        raise ConvscopeError(f"--channels {text!r}: expected all, or numbers and ranges such as 0,5,9 or 0-15") from None
+        raise ConvscopeError(f"--channels {text!r}: expected all, or numbers and ranges such as 0,5,9 or 0-15") \
+            from None
     return found

@@ -37,7 +37,8 @@ def layers(model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") ->
         jump = "" if rf is None or rf.whole else str(rf.jump[0])
         start = "" if rf is None or rf.whole else f"{rf.start[0]:g}"
         shape = "x".join(map(str, info.shape))
-        typer.echo(f"{info.name:<44} {info.kind:<24} {shape:<16} {info.parameters:>9,}  {field:>9} {jump:>5} {start:>7}")
+        typer.echo(f"{info.name:<44} {info.kind:<24} {shape:<16} {info.parameters:>9,}  "
+                   f"{field:>9} {jump:>5} {start:>7}")
 
 
 @app.command()

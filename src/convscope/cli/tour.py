@@ -13,7 +13,8 @@ from convscope.tour import run_tour
 
 
 @app.command()
-def tour(output: Annotated[Path, typer.Option("--output", "-o", help="Folder for index.html and pictures.")] = Path("tour"),
+def tour(output: Annotated[Path, typer.Option("--output", "-o",
+                                              help="Folder for index.html and pictures.")] = Path("tour"),
          full: Annotated[bool, typer.Option(help="Use the papers' settings (slower).")] = False,
          model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Run every method on the bundled photos and write an HTML gallery."""

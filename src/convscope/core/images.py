@@ -130,7 +130,8 @@ def _tensor_to_batch(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 3:
         x = x[None]
     if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ConvscopeError(f"image tensor of shape {tuple(x.shape)}; expected (C, H, W) or (B, C, H, W) with C = 1 or 3")
+        raise ConvscopeError(f"image tensor of shape {tuple(x.shape)}; expected (C, H, W) or (B, C, H, W) "
+                             f"with C = 1 or 3")
     return x.float()
 
 

@@ -196,7 +196,8 @@ def _fitted(dataset: ImageDataset, index: int, size: tuple[int, int]) -> torch.T
 
 def _field_dict(field: ReceptiveField) -> dict:
     axes = {"height": field.height, "width": field.width}
-    return {"whole": field.whole, **{name: {"size": a.size, "jump": a.jump, "left": a.left} for name, a in axes.items()}}
+    return {"whole": field.whole,
+            **{name: {"size": a.size, "jump": a.jump, "left": a.left} for name, a in axes.items()}}
 
 
 def load_top_activations(folder: str | Path) -> TopActivations:
