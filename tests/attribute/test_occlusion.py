@@ -134,6 +134,23 @@ def test_fast_mode_reaches_ssim_0_9_on_sample_photos(lite0, name):
     torch.testing.assert_close(fast.probabilities[0, ::2, ::2], exact.probabilities[0, ::2, ::2], rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("mode, drill", [("exact", 0.2), ("fast", 0.2), ("fast", 1.0), ("brute", 0.2)])
+def test_callback_counts_the_copies_and_can_stop_the_work(digits, mode, drill):
+    x = torch.rand(2, 1, 8, 8)
+    reported = []
+    occlusion(digits, x, 3, patch=2, stride=1, mode=mode, drill=drill, chunk_size=5, callback=reported.append)
+    positions, coarse = 7 * 7, 4 * 4  # offsets 0-6; every other one: 0, 2, 4, 6
+    copies = positions if mode != "fast" else coarse + min(int(drill * positions), positions - coarse)
+    batches = -(-copies // 5) if mode != "fast" else -(-coarse // 5) + -(-(copies - coarse) // 5)
+    assert len(reported) == 2 * batches
+    assert reported == sorted(reported) and reported[-1] == 1.0 and reported[batches - 1] == 0.5
+
+    def stop(fraction):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        occlusion(digits, x, 3, patch=2, stride=1, mode=mode, callback=stop)
+
+
 def test_disagreement_is_the_range_of_known_neighbours():
     values = torch.tensor([[1.0, 0.0, 5.0], [0.0, 0.0, 0.0], [2.0, 0.0, 4.0]])
     known = torch.zeros(3, 3, dtype=torch.bool)

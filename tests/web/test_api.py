@@ -141,10 +141,11 @@ def test_dream_job_streams_frames_and_finishes(client, cat_id):
 
 def test_attribution_and_attack_jobs(client, cat_id):
     for kind, body in [("attribution", {"method": "gradcam", "target": "tabby"}),
+                       ("attribution", {"method": "occlusion"}),
                        ("attack", {"method": "fgsm", "eps": 8 / 255})]:
         job = client.post(f"/api/jobs/{kind}", json={"image": cat_id, **body}).json()
         status = wait_for(client, job)
-        assert status["state"] == "done", status
+        assert status["state"] == "done" and status["progress"] == 1.0, status
         assert Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/frame.png").content)).width > 224
 
 

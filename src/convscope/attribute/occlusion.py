@@ -30,6 +30,7 @@ Three ways to evaluate the occluded copies, all batched:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -88,7 +89,7 @@ class OcclusionMap:
 def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Tensor, *, patch: int = 16,
               stride: int = 8, fill: str = "grey", mode: str = "exact", chunk_size: int | None = None,
               drill: float = DRILL, limit: float | None = None, precision: str = "float32",
-              progress: bool = False) -> OcclusionMap:
+              progress: bool = False, callback: Callable[[float], None] | None = None) -> OcclusionMap:
     """Occlusion map of ``target`` for each image.
 
     Args:
@@ -103,6 +104,8 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
         limit: fast mode: cap on each layer's recomputed window, as a fraction of its side.
         precision: fast mode: ``float32``, ``float16`` or ``bfloat16`` arithmetic in the replay.
         progress: show a progress bar.
+        callback: called after each batch of copies with the fraction of the work done, in (0, 1];
+            an exception it raises stops the computation (how the web explorer cancels).
     """
     model = as_model(model)
     _check(x, patch, stride, fill, mode, drill, precision)
@@ -111,10 +114,11 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
     rows, cols = _positions(x.shape[-2], patch, stride), _positions(x.shape[-1], patch, stride)
     chunk = chunk_size or (GPU_CHUNK if model.device.type == "cuda" else CPU_CHUNK)
     maps, baselines = [], []
-    with frozen(model.net), torch.no_grad():
+    planned = len(x) * _planned(len(rows) * len(cols), len(_every_other(rows)) * len(_every_other(cols)), mode, drill)
+    with frozen(model.net), torch.no_grad(), _Progress(planned, progress, callback) as report:
         for image, index in zip(x.to(model.device), targets.tolist()):
             scorer = _Scorer(model, image[None], index, patch, fill, mode, chunk, limit, PRECISIONS[precision],
-                             progress)
+                             report)
             maps.append(scorer.drill_down(rows, cols, drill) if mode == "fast" else scorer.grid(rows, cols))
             baselines.append(scorer.baseline)
     probabilities, baseline = torch.stack(maps), torch.stack(baselines)
@@ -139,6 +143,16 @@ def _check(x: torch.Tensor, patch: int, stride: int, fill: str, mode: str, drill
                              f"({min(x.shape[-2:])})")
 
 
+def _planned(positions: int, coarse: int, mode: str, drill: float) -> int:
+    """How many occluded copies one image needs: every position, or fast mode's coarse grid and drill-down."""
+    return coarse + _drill_count(positions, coarse, drill) if mode == "fast" else positions
+
+
+def _drill_count(positions: int, coarse: int, drill: float) -> int:
+    """Fast mode: how many of the positions left after the coarse grid are computed exactly."""
+    return min(int(drill * positions), positions - coarse)
+
+
 def _positions(length: int, patch: int, stride: int) -> torch.Tensor:
     """Top-left offsets of the patch along one side, the last one flush with the edge."""
     starts = list(range(0, length - patch + 1, stride))
@@ -147,13 +161,33 @@ def _positions(length: int, patch: int, stride: int) -> torch.Tensor:
     return torch.tensor(starts)
 
 
+class _Progress:
+    """Counts the occluded copies evaluated, for a progress bar and the caller's callback."""
+
+    def __init__(self, planned: int, show: bool, callback: Callable[[float], None] | None) -> None:
+        self.planned, self.done, self.callback = planned, 0, callback
+        self.bar = tqdm(total=planned, desc="occlusion", unit="copy", disable=not show, leave=False)
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        self.bar.update(count)
+        if self.callback:
+            self.callback(self.done / self.planned)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.bar.close()
+
+
 class _Scorer:
     """Target probability of one image with the patch at given positions."""
 
     def __init__(self, model: Model, x: torch.Tensor, target: int, patch: int, fill: str, mode: str, chunk: int,
-                 limit: float | None, dtype: torch.dtype, progress: bool) -> None:
+                 limit: float | None, dtype: torch.dtype, report: Callable[[int], None]) -> None:
         self.model, self.x, self.target, self.patch, self.dtype = model, x, target, patch, dtype
-        self.chunk, self.progress = chunk, progress
+        self.chunk, self.report = chunk, report
         self.source = _fill_source(x, fill)
         self.engine = None if mode == "brute" else \
             IncrementalInference(model, x, limit=limit if mode == "fast" else None,
@@ -163,12 +197,12 @@ class _Scorer:
     def at(self, positions: torch.Tensor) -> torch.Tensor:
         """``(N,)`` probabilities with the patch's top-left corner at each ``(N, 2)`` position."""
         probs = []
-        for batch in tqdm(positions.to(self.x.device).split(self.chunk), desc="occlusion", unit="batch",
-                          disable=not self.progress, leave=False):
+        for batch in positions.to(self.x.device).split(self.chunk):
             top, left = batch[:, 0], batch[:, 1]
             values = _patches(self.source, top, left, self.patch)
             logits = self.engine(top, left, values) if self.engine else self.model(_paste(self.x, top, left, values))
             probs.append(logits.float().softmax(-1)[:, self.target].cpu())
+            self.report(len(batch))
         probs = torch.cat(probs)
         if self.dtype != torch.float32 and not torch.isfinite(probs).all():
             raise ConvscopeError(f"occlusion in {str(self.dtype).removeprefix('torch.')} overflowed (non-finite "
@@ -189,7 +223,7 @@ class _Scorer:
         known[coarse_rows[:, None], coarse_cols[None, :]] = True
         fine[known] = coarse.flatten()
         doubt = _disagreement(fine, known).masked_fill(known, -1.0)
-        count = min(int(fraction * fine.numel()), int((~known).sum()))
+        count = _drill_count(fine.numel(), coarse.numel(), fraction)
         chosen = doubt.flatten().topk(count).indices
         if count:
             positions = torch.stack([rows[chosen // len(cols)], cols[chosen % len(cols)]], dim=1)

@@ -147,6 +147,6 @@ def run_attribution(request: AttributionRequest, image: torch.Tensor) -> Callabl
     def compute(model: Model, job: Job, x: torch.Tensor) -> Picture:
         if request.method == "occlusion":
             index = class_indices(model, x.to(model.device), request.target)
-            return occlusion(model, x, index, mode="fast").picture()
+            return occlusion(model, x, index, callback=job.report).picture()
         return saliency(model, x, request.target, method=request.method).picture()
     return _at_input_size(image, compute)
