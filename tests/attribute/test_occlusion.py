@@ -58,6 +58,25 @@ def test_incremental_equals_brute_force_on_a_branchy_net(channels_last, dtype):
     torch.testing.assert_close(got.float(), reference, rtol=0, atol=tolerance)
 
 
+def test_without_a_dtype_each_tensor_keeps_its_traced_type():
+    """A float64 constant inside a float32 model stays float64, as in the plain forward."""
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.register_buffer("scale", torch.tensor([1 / 3], dtype=torch.float64))
+
+        def forward(self, x):
+            return (self.conv(x).mean((2, 3)) * self.scale).double()
+    net = Scaled().eval()
+    x, top, left, values = torch.rand(1, 1, 9, 9), torch.tensor([2, 4]), torch.tensor([0, 5]), torch.rand(2, 1, 3, 3)
+    with torch.no_grad():
+        got = IncrementalInference(net, x)(top, left, values)
+        expected = brute(net, x, top, left, values)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
 def test_half_precision_overflow_is_refused():
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
     with torch.no_grad():

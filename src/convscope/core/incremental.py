@@ -177,7 +177,8 @@ class IncrementalInference:
         x: ``(1, C, H, W)`` the unchanged image.
         limit: None for exact results; a fraction in (0, 1] caps each layer's window side.
         channels_last: keep 4-D tensors in channels-last layout (faster convolutions on CPUs).
-        dtype: floating type of the replayed computation (e.g. ``torch.bfloat16``); the trace's when None.
+        dtype: floating type of the replayed computation (e.g. ``torch.bfloat16``); when None, each
+            tensor keeps the type it had in the trace.
     """
 
     def __init__(self, run, x: torch.Tensor, *, limit: float | None = None, channels_last: bool = False,
@@ -188,7 +189,7 @@ class IncrementalInference:
         self.limit = limit
         self.output_ref = recorder.refs.get(id(self.output))
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
-        self.dtype = dtype or x.dtype
+        self.dtype = dtype
         convert = lambda t: _convert(t, self.layout, self.dtype)  # noqa: E731
         self.nodes = [_Node(n.func, tree_map(convert, n.args), tree_map(convert, n.kwargs), tree_map(convert, n.out))
                       for n in _fold_batch_norms(recorder.nodes)]
@@ -197,7 +198,7 @@ class IncrementalInference:
 
     def __call__(self, top: torch.Tensor, left: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Output of each copy: the image with ``values`` ``(N, C, h, w)`` pasted at ``(top, left)``."""
-        values = values.to(self.dtype).contiguous(memory_format=self.layout)
+        values = (values if self.dtype is None else values.to(self.dtype)).contiguous(memory_format=self.layout)
         states: list = [Window(self._table(self.nodes[0].out), top, left, values)]
         with torch.no_grad():
             for index, node in enumerate(self.nodes[1:], 1):
@@ -333,11 +334,12 @@ def _last_uses(nodes: list[_Node], output: _Ref | None) -> list[list[int]]:
     return dying
 
 
-def _convert(value, layout: torch.memory_format, dtype: torch.dtype):
-    """Recorded floating constants and cached outputs in the compute type; 4-D ones in the compute layout."""
+def _convert(value, layout: torch.memory_format, dtype: torch.dtype | None):
+    """Recorded floating constants and cached outputs in the compute type (if given); 4-D ones in the
+    compute layout."""
     if not isinstance(value, torch.Tensor) or not value.is_floating_point():
         return value
-    value = value.to(dtype)
+    value = value if dtype is None else value.to(dtype)
     return value.contiguous(memory_format=layout) if value.dim() == 4 else value
 
 
