@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import convscope as cs
@@ -74,6 +75,24 @@ def test_without_a_dtype_each_tensor_keeps_its_traced_type():
         got = IncrementalInference(net, x)(top, left, values)
         expected = brute(net, x, top, left, values)
     assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_padding_that_also_pads_channels_stays_exact():
+    """Only spatial padding shifts the window; padding channels as well changes the tensor's depth."""
+    class ChannelPad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.first, self.second = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(5, 4, 3)
+
+        def forward(self, x):
+            return self.second(F.pad(self.first(x), (1, 0, 0, 1, 1, 1))).mean((2, 3))
+    net = ChannelPad().eval()
+    x, top, left, values = torch.rand(1, 2, 12, 12), torch.tensor([0, 6]), torch.tensor([4, 9]), torch.rand(2, 2, 3, 3)
+    with torch.no_grad():
+        got = IncrementalInference(net, x)(top, left, values)
+        expected = brute(net, x, top, left, values)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 

@@ -223,7 +223,8 @@ class IncrementalInference:
         if len(windows) == len(inputs) and _spatial(node.out):
             if node.func is aten.convolution.default and not node.args[6]:
                 return self._convolution(node, windows[0])
-            if node.func is aten.constant_pad_nd.default and min(node.args[1]) >= 0:
+            if node.func is aten.constant_pad_nd.default and min(node.args[1]) >= 0 and len(node.args[1]) <= 4:
+                # spatial padding only: it shifts the window (padding channels too runs densely)
                 pad = list(node.args[1]) + [0, 0]
                 shifted = windows[0]
                 return Window(self._table(node.out), shifted.top + pad[2], shifted.left + pad[0], shifted.values)
