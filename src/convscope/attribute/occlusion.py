@@ -4,22 +4,25 @@ Three ways to evaluate the occluded copies, all batched:
 
 * ``exact`` — incremental inference (Krypton, SIGMOD 2019): after one full forward, each copy
   recomputes only the region of each layer that its patch can reach; equal to brute force.
-* ``fast`` — Krypton's adaptive drill-down: an exact pass at twice the stride, interpolated,
-  then exact values at the fine stride where the interpolation is least trustworthy (``drill``
-  of the positions, where the coarse neighbours disagree most); optionally with projective
-  fields capped at ``limit`` of each layer's side (Krypton's thresholding). Approximate; its
-  SSIM to ``exact`` is reported by the tour and the benchmark. On the default model the map
-  is rough at stride 8 (neighbouring positions differ by about half the map's standard
-  deviation), so interpolation is a weak guess: SSIM 0.74-0.85 at ``drill=0.2``, 0.89-0.94 at
-  0.5, 0.93-0.97 at 0.6 (cat, coffee, astronaut, rocket). Thresholding fared worse (SSIM 0.71
-  at ``limit=0.8``), so it is off by default. Also measured and dropped: skipping changes below
-  a tolerance (sparse per-pixel deltas; SSIM 0.96 at 3% of a layer's deviation, but no faster
-  than exact on this CPU: the 7x7 stage stays 76% changed), and correcting the interpolation
-  with the network linearized at a layer (SSIM 0.96 from the last block, but reaching that
-  block costs about 90% of exact), and int8 1x1 convolutions (``torch._int_mm``, 3.5-5x faster
-  than fp32 alone, but 1.1-1.3x slower in the engine once activations are quantized and
-  dequantized, and SSIM only 0.59-0.87 over the whole grid: the probability changes that make
-  the map are finer than int8's steps).
+* ``fast`` — Krypton's adaptive drill-down: an exact pass at twice the stride, then ``drill`` of
+  all positions more, first the centres of the coarse cells (the checkerboard is complete at
+  ``drill`` ~0.23), then the midpoints of their sides, each time where the known neighbours
+  disagree most; every position left is the mean of its known neighbours. Optionally with
+  projective fields capped at ``limit`` of each layer's side (Krypton's thresholding).
+  Approximate; its SSIM to ``exact`` is reported by the tour and the benchmark. On the default
+  model the map is rough at stride 8 (neighbouring positions differ by about half the map's
+  standard deviation), so any guess from neighbours is weak, and spreading the exact positions
+  evenly beats concentrating them: SSIM 0.80-0.88 at ``drill=0.2``, 0.89-0.95 at 0.45, 0.94-0.98
+  at 0.6 (cat, coffee, astronaut, rocket), against 0.74-0.85, 0.89-0.94 (at 0.5) and 0.93-0.97
+  when the drill-down picked among all fine positions and the rest were interpolated from the
+  coarse grid alone. Thresholding fared worse (SSIM 0.71 at ``limit=0.8``), so it is off by
+  default. Also measured and dropped: skipping changes below a tolerance (sparse per-pixel deltas;
+  SSIM 0.96 at 3% of a layer's deviation, but no faster than exact on this CPU: the 7x7 stage
+  stays 76% changed), and correcting the interpolation with the network linearized at a layer
+  (SSIM 0.96 from the last block, but reaching that block costs about 90% of exact), and int8 1x1
+  convolutions (``torch._int_mm``, 3.5-5x faster than fp32 alone, but 1.1-1.3x slower in the
+  engine once activations are quantized and dequantized, and SSIM only 0.59-0.87 over the whole
+  grid: the probability changes that make the map are finer than int8's steps).
   ``precision`` runs the fast mode's replay in ``float16`` or ``bfloat16`` (for GPUs with fast
   half-precision units). Measured with every position computed (drill 1.0), on this 2-core CPU
   (AVX512-BF16/FP16, no AMX): SSIM to exact 0.976 (cat) and 0.984 (coffee) in float16, only 0.66
@@ -48,7 +51,7 @@ from convscope.models.model import Model, as_model
 FILLS = ("zero", "grey", "mean", "blur")
 MODES = ("exact", "fast", "brute")
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-#: Fast mode: the fraction of fine positions computed exactly after the coarse pass.
+#: Fast mode: the fraction of all positions computed exactly after the coarse pass.
 DRILL = 0.2
 CPU_CHUNK, GPU_CHUNK = 32, 256
 
@@ -100,7 +103,7 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
         fill: ``zero``, ``grey`` (0.5), ``mean`` (the image's mean color) or ``blur``.
         mode: ``exact``, ``fast`` or ``brute`` (see the module docstring).
         chunk_size: occluded copies per forward pass.
-        drill: fast mode: fraction of fine positions evaluated exactly after the coarse pass.
+        drill: fast mode: fraction of all positions evaluated exactly after the coarse pass.
         limit: fast mode: cap on each layer's recomputed window, as a fraction of its side.
         precision: fast mode: ``float32``, ``float16`` or ``bfloat16`` arithmetic in the replay.
         progress: show a progress bar.
@@ -214,29 +217,40 @@ class _Scorer:
         return self.at(torch.cartesian_prod(rows, cols)).view(len(rows), len(cols))
 
     def drill_down(self, rows: torch.Tensor, cols: torch.Tensor, fraction: float) -> torch.Tensor:
-        """Coarse grid (every other position) interpolated, then exact where the interpolation is least
-        trustworthy: where the known neighbours disagree most."""
+        """``(rows, cols)`` probabilities: the coarse grid (every other position) exactly, then ``fraction``
+        of all positions more, first the centres of its cells, then the midpoints of their sides, each
+        time where the known neighbours disagree most; every position left is its neighbours' mean."""
         coarse_rows, coarse_cols = _every_other(rows), _every_other(cols)
-        coarse = self.grid(rows[coarse_rows], cols[coarse_cols])
-        fine = _interpolate(coarse, rows, cols, rows[coarse_rows], cols[coarse_cols])
-        known = torch.zeros_like(fine, dtype=torch.bool)
+        values = torch.zeros(len(rows), len(cols))
+        known = torch.zeros_like(values, dtype=torch.bool)
         known[coarse_rows[:, None], coarse_cols[None, :]] = True
-        fine[known] = coarse.flatten()
-        doubt = _disagreement(fine, known).masked_fill(known, -1.0)
-        count = _drill_count(fine.numel(), coarse.numel(), fraction)
-        chosen = doubt.flatten().topk(count).indices
-        if count:
-            positions = torch.stack([rows[chosen // len(cols)], cols[chosen % len(cols)]], dim=1)
-            fine.view(-1)[chosen] = self.at(positions)
-        return fine
+        self._evaluate(values, known.flatten().nonzero()[:, 0], rows, cols)
+        budget = _drill_count(values.numel(), int(known.sum()), fraction)
+        off_rows = torch.ones(len(rows), dtype=torch.bool).index_fill(0, coarse_rows, False)
+        off_cols = torch.ones(len(cols), dtype=torch.bool).index_fill(0, coarse_cols, False)
+        centres = off_rows[:, None] & off_cols[None, :]
+        for candidates in (centres, ~centres):
+            candidates = candidates & ~known
+            count = min(budget, int(candidates.sum()))
+            chosen = _disagreement(values, known).masked_fill(~candidates, -1.0).flatten().topk(count).indices
+            self._evaluate(values, chosen, rows, cols)
+            known.view(-1)[chosen] = True
+            budget -= count
+        return _fill_in(values, known)
+
+    def _evaluate(self, values: torch.Tensor, flat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> None:
+        """Computes the positions at the given flat indices of the ``(rows, cols)`` grid into ``values``."""
+        if len(flat):
+            values.view(-1)[flat] = self.at(torch.stack([rows[flat // len(cols)], cols[flat % len(cols)]], dim=1))
 
 
 def _disagreement(fine: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """``(rows, cols)`` range (max - min) of the known values among each position's 3x3 neighbours.
 
-    On the default model the occlusion map is rough at the fine stride: picking positions by
-    this range gave SSIM 0.74 (cat) and 0.83 (coffee) at 20% drill-down, against 0.68 and 0.78
-    when picking the largest interpolated drops and 0.73 and 0.79 when picking at random.
+    On the default model the occlusion map is rough at the fine stride: with the coarse grid
+    interpolated, picking positions by this range gave SSIM 0.74 (cat) and 0.83 (coffee) at 20%
+    drill-down, against 0.68 and 0.78 when picking the largest interpolated drops and 0.73 and
+    0.79 when picking at random.
     """
     def highest(values):
         return F.max_pool2d(values.masked_fill(~known, -torch.inf)[None, None], 3, 1, 1)[0, 0]
@@ -251,18 +265,18 @@ def _every_other(positions: torch.Tensor) -> torch.Tensor:
     return torch.tensor(chosen)
 
 
-def _interpolate(coarse: torch.Tensor, rows, cols, coarse_rows, coarse_cols) -> torch.Tensor:
-    """Bilinear interpolation of a grid known at ``coarse_rows x coarse_cols`` pixel offsets."""
-    def weights(fine, known):
-        right = torch.searchsorted(known, fine).clamp(1, len(known) - 1)
-        left = right - 1
-        t = (fine - known[left]).double() / (known[right] - known[left]).double()
-        return left, right, t.float()
-    top, bottom, ty = weights(rows, coarse_rows)
-    left, right, tx = weights(cols, coarse_cols)
-    upper = coarse[top][:, left] * (1 - tx) + coarse[top][:, right] * tx
-    lower = coarse[bottom][:, left] * (1 - tx) + coarse[bottom][:, right] * tx
-    return upper * (1 - ty[:, None]) + lower * ty[:, None]
+def _fill_in(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``values`` where known; elsewhere the mean of the known ones among the four nearest neighbours,
+    or among the eight when none of the four is known (on the coarse grid alone that is bilinear
+    interpolation midway between coarse positions). Every position must have a known neighbour."""
+    def neighbour_mean(kernel):
+        weights = kernel.view(1, 1, 3, 3)
+        total = F.conv2d((values * known)[None, None], weights, padding=1)[0, 0]
+        count = F.conv2d(known.float()[None, None], weights, padding=1)[0, 0]
+        return total / count, count > 0
+    four, has_four = neighbour_mean(torch.tensor([[0.0, 1, 0], [1, 0, 1], [0, 1, 0]]))
+    eight, _ = neighbour_mean(torch.tensor([[1.0, 1, 1], [1, 0, 1], [1, 1, 1]]))
+    return torch.where(known, values, torch.where(has_four, four, eight))
 
 
 def _fill_source(x: torch.Tensor, fill: str) -> torch.Tensor:
