@@ -6,8 +6,8 @@ Three ways to evaluate the occluded copies, all batched:
   recomputes only the region of each layer that its patch can reach; equal to brute force.
 * ``fast`` — Krypton's adaptive drill-down: an exact pass at twice the stride, then ``drill`` of
   all positions more, first the centres of the coarse cells (the checkerboard is complete at
-  ``drill`` ~0.23), then the midpoints of their sides, each time where the known neighbours
-  disagree most; every position left is the mean of its known neighbours. Optionally with
+  ``drill`` 0.23 on a 27x27 grid), then the midpoints of their sides, each time where the known
+  neighbours disagree most; every position left is the mean of its known neighbours. Optionally with
   projective fields capped at ``limit`` of each layer's side (Krypton's thresholding).
   Approximate; its SSIM to ``exact`` is reported by the tour and the benchmark. On the default
   model the map is rough at stride 8 (neighbouring positions differ by about half the map's
@@ -273,7 +273,7 @@ def _fill_in(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         weights = kernel.view(1, 1, 3, 3)
         total = F.conv2d((values * known)[None, None], weights, padding=1)[0, 0]
         count = F.conv2d(known.float()[None, None], weights, padding=1)[0, 0]
-        return total / count, count > 0
+        return total / count.clamp_min(1), count > 0
     four, has_four = neighbour_mean(torch.tensor([[0.0, 1, 0], [1, 0, 1], [0, 1, 0]]))
     eight, _ = neighbour_mean(torch.tensor([[1.0, 1, 1], [1, 0, 1], [1, 1, 1]]))
     return torch.where(known, values, torch.where(has_four, four, eight))
