@@ -112,8 +112,8 @@ def main() -> None:
     def captum_occlusion(batch=1):
         with torch.no_grad():
             return Occlusion(lambda z: model(z).softmax(-1)).attribute(x, perturbations_per_eval=batch, **occlude)
-    fast = {DRILL: dict(drill=DRILL), 0.45: dict(drill=0.45), 0.6: dict(drill=0.6),
-            "0.6 float16": dict(drill=0.6, precision="float16")}
+    fast = {0.2: dict(drill=0.2), f"{DRILL} (default)": dict(drill=DRILL), 0.6: dict(drill=0.6),
+            f"{DRILL} float16": dict(drill=DRILL, precision="float16")}
     timed = interleaved({"exact": lambda: occlusion(model, x, TARGET, mode="exact"), "default": captum_occlusion,
                          **{p: lambda p=p: captum_occlusion(p) for p in (2, 4, 8)},
                          **{d: lambda d=d: occlusion(model, x, TARGET, mode="fast", **fast[d]) for d in fast}}, slow)
