@@ -1,12 +1,14 @@
 """Occlusion: incremental inference equals brute force; closed form on a linear model."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import convscope as cs
-from convscope.attribute.occlusion import _disagreement, _fill_in, occlusion
+from convscope.attribute.occlusion import PRECISIONS, _disagreement, _fill_in, occlusion
 from convscope.core.incremental import IncrementalInference
 from convscope.core.metrics import ssim
 from tests.conftest import assert_unchanged, snapshot
@@ -78,6 +80,36 @@ def test_without_a_dtype_each_tensor_keeps_its_traced_type():
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 
+class Activations(nn.Module):
+    """Each activation the engine folds into the convolution before it, then one that must stay apart
+    (the convolution's output is also read by the sum)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.convs = nn.ModuleList(nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(8))
+        self.activations = [F.relu, F.relu6, lambda t: t.clamp(-0.1, 0.2), lambda t: F.leaky_relu(t, 0.3), F.silu,
+                            F.hardswish, torch.sigmoid]
+
+    def forward(self, x):
+        for conv, activation in zip(self.convs, self.activations):
+            x = activation(conv(x))
+        y = self.convs[-1](x)
+        return (torch.relu(y) + y).mean((2, 3))
+
+
+def test_activations_folded_into_convolutions_stay_exact():
+    net = Activations().eval()
+    x, top, left, values = torch.rand(1, 3, 16, 16), torch.tensor([0, 6, 11]), torch.tensor([9, 2, 11]), \
+        torch.rand(3, 3, 5, 5)
+    with torch.no_grad():
+        engine = IncrementalInference(net, x)
+        got = engine(top, left, values)
+        expected = brute(net, x, top, left, values)
+    assert sum(node.then is not None for node in engine.nodes) == 7  # all but the last convolution's
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
 def test_padding_that_also_pads_channels_stays_exact():
     """Only spatial padding shifts the window; padding channels as well changes the tensor's depth."""
     class ChannelPad(nn.Module):
@@ -102,6 +134,22 @@ def test_half_precision_overflow_is_refused():
         net[1].weight.fill_(2000.0)  # logits about 10^5: beyond float16's 65504
     with pytest.raises(cs.ConvscopeError, match="overflowed"):
         occlusion(net, torch.rand(1, 3, 8, 8), 0, patch=4, stride=4, mode="fast", precision="float16")
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_half_precision_on_cpu_warns_where_convolutions_fall_back_to_slow_kernels(precision):
+    """Whether oneDNN runs a half-precision convolution here (seen by the profiler) decides the warning."""
+    dtype = PRECISIONS[precision]
+    x = torch.rand(8, 16, 14, 14).to(dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.rand(16, 16, 3, 3).to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.profiler.profile() as profile:
+        F.conv2d(x, weight)
+    onednn = any(event.key == "aten::mkldnn_convolution" for event in profile.key_averages())
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        occlusion(net, torch.rand(1, 3, 8, 8), 0, patch=4, stride=4, mode="fast", precision=precision)
+    assert any("slow reference kernels" in str(w.message) for w in caught) == (not onednn)
 
 
 def test_exact_mode_equals_brute_force_on_default_model(lite0, cat):

@@ -2,11 +2,13 @@
 
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from convscope.attribute.occlusion import fast_on_cpu
 from convscope.cli import main
 
 
@@ -124,6 +126,17 @@ def test_occlusion_saves_grid_and_map(capsys, monkeypatch, tmp_path, cat_file):
     assert saved["probabilities"].shape == (4, 4) and saved["map"].shape == (224, 224)
     # the map is the mean drop of the patches covering a pixel: here exactly one patch each
     assert np.isclose(saved["map"][0, 0], saved["baseline"][0] - saved["probabilities"][0, 0], atol=1e-6)
+
+
+def test_warnings_are_one_line(capsys, monkeypatch, tmp_path, cat_file):
+    """Half precision on a CPU without oneDNN half kernels warns (where it has them, nothing is printed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, _, err = run(capsys, monkeypatch, "occlusion", cat_file, "--patch", "56", "--stride", "56", "--mode",
+                           "fast", "--precision", "float16", "-o", tmp_path / "o.png")
+    warned = [line for line in err.splitlines() if "warn" in line]
+    assert code == 0 and len(warned) == (0 if fast_on_cpu("float16") else 1)
+    assert all(line.startswith("convscope: warning: this CPU has no oneDNN float16") for line in warned)
 
 
 def test_segment_writes_a_binary_mask(capsys, monkeypatch, tmp_path, cat_file):

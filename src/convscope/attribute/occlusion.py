@@ -29,12 +29,16 @@ Three ways to evaluate the occluded copies, all batched:
   half-precision units). Measured with every position computed (drill 1.0), on this 2-core CPU
   (AVX512-BF16/FP16, no AMX): SSIM to exact 0.976 (cat) and 0.984 (coffee) in float16, only 0.66
   and 0.65 in bfloat16 (8 mantissa bits are too coarse for the map's probability steps), and no
-  faster than float32 here (oneDNN half-precision convolutions run at 0.56-1.04x of float32).
+  faster than float32 here (oneDNN half-precision convolutions run at 0.56-1.04x of float32). On a
+  CPU without oneDNN float16 convolutions (an AMD EPYC with AVX512-BF16 but not -FP16) float16 runs
+  on PyTorch's reference kernels, 12x slower than float32 (36-40 s against 3.1 s at the default
+  drill): :func:`fast_on_cpu` tells, and ``occlusion`` warns.
 * ``brute`` — full forward of every copy (the reference).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -115,6 +119,9 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
     """
     model = as_model(model)
     _check(x, patch, stride, fill, mode, drill, precision)
+    if model.device.type == "cpu" and not fast_on_cpu(precision):
+        warnings.warn(f"this CPU has no oneDNN {precision} convolutions: occlusion in {precision} runs on slow "
+                      f"reference kernels, many times slower than float32; precision is meant for GPUs", stacklevel=2)
     targets = torch.as_tensor(target).expand(len(x)) if not isinstance(target, torch.Tensor) or target.dim() == 0 \
         else target
     rows, cols = _positions(x.shape[-2], patch, stride), _positions(x.shape[-1], patch, stride)
@@ -147,6 +154,13 @@ def _check(x: torch.Tensor, patch: int, stride: int, fill: str, mode: str, drill
     if not 1 <= patch <= min(x.shape[-2:]) or stride < 1:
         raise ConvscopeError(f"patch {patch} and stride {stride} must be >= 1 and the patch at most the image side "
                              f"({min(x.shape[-2:])})")
+
+
+def fast_on_cpu(precision: str) -> bool:
+    """Whether oneDNN has convolutions in ``precision`` on this CPU (half types need AVX512-FP16/BF16 or AMX)."""
+    supported = {"float16": torch.ops.mkldnn._is_mkldnn_fp16_supported,
+                 "bfloat16": torch.ops.mkldnn._is_mkldnn_bf16_supported}.get(precision)
+    return supported is None or bool(supported())
 
 
 def _planned(positions: int, coarse: int, mode: str, drill: float) -> int:

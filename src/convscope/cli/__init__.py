@@ -1,11 +1,13 @@
 """The ``convscope`` command: thin commands that parse, call the library and save.
 
-User mistakes (:class:`ConvscopeError`) are printed as one line with exit status 2.
+User mistakes (:class:`ConvscopeError`) are printed as one line with exit status 2; warnings as one
+line each.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -23,11 +25,18 @@ from convscope.errors import ConvscopeError
 
 def main() -> None:
     """Entry point of the ``convscope`` script."""
-    try:
-        app(standalone_mode=True)
-    except ConvscopeError as error:
-        typer.echo(f"convscope: error: {error}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("convscope: interrupted", err=True)
-        sys.exit(130)
+    with warnings.catch_warnings():  # restores how warnings are shown when main() is called in-process
+        warnings.showwarning = _one_line
+        try:
+            app(standalone_mode=True)
+        except ConvscopeError as error:
+            typer.echo(f"convscope: error: {error}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            typer.echo("convscope: interrupted", err=True)
+            sys.exit(130)
+
+
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Shows a warning as ``convscope: warning: ...`` (without Python's source line)."""
+    typer.echo(f"convscope: warning: {message}", err=True)
