@@ -26,10 +26,10 @@ Three ways to evaluate the occluded copies, all batched:
   engine once activations are quantized and dequantized, and SSIM only 0.59-0.87 over the whole
   grid: the probability changes that make the map are finer than int8's steps).
   ``precision`` runs the fast mode's replay in ``float16`` or ``bfloat16`` (for GPUs with fast
-  half-precision units). Measured with every position computed (drill 1.0), on this 2-core CPU
+  half-precision units). Measured with every position computed (drill 1.0), on a 2-core Intel CPU
   (AVX512-BF16/FP16, no AMX): SSIM to exact 0.976 (cat) and 0.984 (coffee) in float16, only 0.66
   and 0.65 in bfloat16 (8 mantissa bits are too coarse for the map's probability steps), and no
-  faster than float32 here (oneDNN half-precision convolutions run at 0.56-1.04x of float32). On a
+  faster than float32 there (oneDNN half-precision convolutions run at 0.56-1.04x of float32). On a
   CPU without oneDNN float16 convolutions (an AMD EPYC with AVX512-BF16 but not -FP16) float16 runs
   on PyTorch's reference kernels, 12x slower than float32 (36-40 s against 3.1 s at the default
   drill): :func:`fast_on_cpu` tells, and ``occlusion`` warns.
