@@ -158,8 +158,8 @@ def _check(x: torch.Tensor, patch: int, stride: int, fill: str, mode: str, drill
 
 def fast_on_cpu(precision: str) -> bool:
     """Whether oneDNN has convolutions in ``precision`` on this CPU (half types need AVX512-FP16/BF16 or AMX)."""
-    supported = {"float16": torch.ops.mkldnn._is_mkldnn_fp16_supported,
-                 "bfloat16": torch.ops.mkldnn._is_mkldnn_bf16_supported}.get(precision)
+    probe = {"float16": "_is_mkldnn_fp16_supported", "bfloat16": "_is_mkldnn_bf16_supported"}.get(precision)
+    supported = getattr(torch.ops.mkldnn, probe, None) if probe else None  # a private probe: absent -> assume yes
     return supported is None or bool(supported())
 
 
