@@ -27,8 +27,9 @@ from functools import cached_property
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+
+from convscope.core.tracing import EagerTracer
 
 aten = torch.ops.aten
 
@@ -149,7 +150,7 @@ def _window_rows(top: torch.Tensor, left: torch.Tensor, h: int, w: int, width: i
                       left[:, None] + torch.arange(w, device=left.device), width)
 
 
-class _Recorder(TorchDispatchMode):
+class _Recorder(EagerTracer):
     """Records every op whose inputs depend on ``x`` during one forward pass."""
 
     def __init__(self, x: torch.Tensor) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from convscope.core.tracing import EagerTracer
 
 aten = torch.ops.aten
 
@@ -95,7 +96,7 @@ def _pair(value) -> tuple[int, int]:
     return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
 
 
-class ReceptiveFieldTracer(TorchDispatchMode):
+class ReceptiveFieldTracer(EagerTracer):
     """Dispatch mode that maps every tensor computed from ``x`` to its :class:`ReceptiveField`."""
 
     def __init__(self, x: torch.Tensor) -> None:
