@@ -36,18 +36,19 @@ def _method(model, x, method: str):
 
 def _occlusion(model, x):
     patch = max(2, min(x.shape[-2:]) // 14)  # 16 px at 224, as Zeiler & Fergus's grey squares
-    settings = dict(patch=patch, stride=max(1, patch // 2))
-    started = time.perf_counter()
-    exact = occlusion(model, x, _top(model, x), mode="exact", **settings)
-    exact_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    fast = occlusion(model, x, _top(model, x), mode="fast", **settings)
-    fast_seconds = time.perf_counter() - started
+    target = _top(model, x)
+    seconds, maps = {"exact": float("inf"), "fast": float("inf")}, {}
+    for _ in range(2):  # the faster of two interleaved runs each, so a slow spell of the machine hits both
+        for mode in seconds:
+            started = time.perf_counter()
+            maps[mode] = occlusion(model, x, target, mode=mode, patch=patch, stride=max(1, patch // 2))
+            seconds[mode] = min(seconds[mode], time.perf_counter() - started)
+    exact, fast = maps["exact"], maps["fast"]
     similarity = ssim(fast.attribution[0], exact.attribution[0])
     image = side_by_side([exact.picture().array_tensor(), fast.picture().array_tensor()[:, :, x.shape[-1]:]])
-    return picture(image, f"exact {exact_seconds:.1f} s | fast {fast_seconds:.1f} s, SSIM {similarity:.2f} to exact",
-                   exact_seconds=exact_seconds, fast_seconds=fast_seconds, ssim=similarity,
-                   baseline=float(exact.baseline[0]))
+    return picture(image, f"exact {seconds['exact']:.1f} s | fast {seconds['fast']:.1f} s, SSIM {similarity:.2f} "
+                          f"to exact (faster of two runs)", exact_seconds=seconds["exact"],
+                   fast_seconds=seconds["fast"], ssim=similarity, baseline=float(exact.baseline[0]))
 
 
 def _top(model, x) -> int:
