@@ -9,7 +9,7 @@ from torch import nn
 
 import convscope as cs
 from convscope.attribute.occlusion import PRECISIONS, _disagreement, _fill_in, occlusion
-from convscope.core.incremental import IncrementalInference
+from convscope.core.incremental import IncrementalInference, Window
 from convscope.core.metrics import ssim
 from tests.conftest import assert_unchanged, snapshot
 
@@ -126,6 +126,42 @@ def test_padding_that_also_pads_channels_stays_exact():
         got = IncrementalInference(net, x)(top, left, values)
         expected = brute(net, x, top, left, values)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+class Padded(nn.Module):
+    """Convolutions whose windows soon cover the whole tensor: symmetric and dilated padding, then
+    TensorFlow-style asymmetric zero padding with stride 2, a stride-2 padding whose last row is not
+    read, and a padding of 0.5 (not zero)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.convs = nn.ModuleList([nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=4),
+                                    nn.Conv2d(4, 4, 5, stride=2), nn.Conv2d(4, 4, 5, stride=2, padding=2),
+                                    nn.Conv2d(4, 4, 3)])
+
+    def forward(self, x):
+        x = self.convs[1](torch.relu(self.convs[0](x)))
+        x = self.convs[3](self.convs[2](F.pad(x, (1, 2, 1, 2))))
+        return self.convs[4](F.pad(x, (1, 1, 1, 1), value=0.5)).mean((2, 3))
+
+
+def test_windows_covering_the_tensor_are_padded_by_the_convolution_and_stay_exact(monkeypatch):
+    """Where a window covers its tensor, the convolution pads it instead of gathering from the cache."""
+    net = Padded().eval()
+    x, top, left, values = torch.rand(1, 3, 12, 12), torch.tensor([0, 4, 2]), torch.tensor([4, 0, 2]), \
+        torch.rand(3, 3, 8, 8)
+    padded = []
+    original = Window.padding
+    monkeypatch.setattr(Window, "padding", lambda *args: padded.append(original(*args)) or padded[-1])
+    with torch.no_grad():
+        got = IncrementalInference(net, x, channels_last=True)(top, left, values)
+        expected = brute(net, x, top, left, values)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert padded[0] is None  # the patches are at different places
+    assert (1, 2, 1, 2) in padded  # asymmetric: a padded copy
+    assert (2, 1, 2, 1) in padded  # padded by the convolution, which does not read its last padding row
+    assert padded[-1] is None  # the padding of 0.5 is gathered from the cache
 
 
 @pytest.mark.filterwarnings("ignore:this CPU has no oneDNN")  # the slow kernels are fine for 8x8 images

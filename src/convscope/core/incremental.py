@@ -13,7 +13,9 @@ reaches, pointwise ops act on the window only, sums take the union of their inpu
 and every other op (global pooling, the classifier, anything unknown) runs densely on
 materialized tensors — so the result is exact, whatever the architecture. Eval-mode batch norms
 and the activations right after convolutions are folded into them (activations run in place on
-the convolution's fresh output: 13% faster exact occlusion on the default model).
+the convolution's fresh output: 13% faster exact occlusion on the default model). Where a window
+has grown over its whole tensor, the convolution zero-pads it itself instead of gathering the
+border from the cache (2-3x faster on the default model's 7x7 and 14x14 depthwise convolutions).
 
 ``limit`` (a fraction of each layer's side) caps how far windows may grow: the approximate
 "projective-field thresholding" of Krypton, trading exactness for speed.
@@ -79,6 +81,7 @@ class _Table:
     def __init__(self, base: torch.Tensor, layout: torch.memory_format) -> None:
         self.base, self.layout = base, layout
         self.margin, self.rows = -1, base.new_empty(0, base.shape[1])  # padded on the first gather
+        self.zeros: dict[tuple, bool] = {}
 
     def gather(self, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """``(N * h * w, C)``: each copy's ``h x w`` window at ``(top, left)``, row-major."""
@@ -91,6 +94,17 @@ class _Table:
             self.rows = padded[0].permute(1, 2, 0).reshape(-1, self.base.shape[1])
         index = _window_rows(top + self.margin, left + self.margin, h, w, big_w + 2 * self.margin)
         return self.rows.index_select(0, index)
+
+    def zero_around(self, region: tuple[int, int, int, int], window: tuple[int, int, int, int]) -> bool:
+        """Whether the tensor is zero (or absent: outside it) all over ``region`` except ``window``,
+        each ``(top, left, h, w)``, the window inside the tensor."""
+        if (region, window) not in self.zeros:
+            top, left, h, w = region
+            around = torch.zeros(self.base.shape[-2:], dtype=torch.bool, device=self.base.device)
+            around[max(top, 0):top + h, max(left, 0):left + w] = True
+            around[window[0]:window[0] + window[2], window[1]:window[1] + window[3]] = False
+            self.zeros[region, window] = not bool(self.base[0][:, around].any())
+        return self.zeros[region, window]
 
 
 @dataclass
@@ -116,10 +130,14 @@ class Window:
         """``(N, C, h, w)`` contents of each copy at the given window; zero outside the tensor.
 
         One gather from the cached tensor, then one indexed copy of the changed values: two ops
-        whatever the number of copies. The result is in the engine's memory layout.
+        whatever the number of copies; just a padding of the values where the rest is zero. The
+        result is in the engine's memory layout.
         """
         if (h, w) == tuple(self.values.shape[-2:]) and torch.equal(top, self.top) and torch.equal(left, self.left):
             return self.values
+        padding = self.padding(top, left, h, w)
+        if padding is not None:
+            return F.pad(self.values, padding).contiguous(memory_format=self.table.layout)
         count, channels, small_h, small_w = self.values.shape
         rows = self.table.gather(top, left, h, w)
         ys = (self.top - top)[:, None] + torch.arange(small_h, device=top.device)
@@ -133,10 +151,30 @@ class Window:
             rows.index_copy_(0, target[inside], changed[inside])
         return rows.view(count, h, w, channels).permute(0, 3, 1, 2).contiguous(memory_format=self.table.layout)
 
+    def padding(self, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> tuple[int, int, int, int] | None:
+        """``(left, right, top, bottom)`` zeros around the values that make :meth:`crop`'s result, or
+        None: where every copy has the same window and crop, and the crop holds the window in zeros.
+        (So where the window covers the tensor, and the crop reaches beyond it.)"""
+        corners = [_single(t) for t in (top, left, self.top, self.left)]
+        if None in corners:
+            return None
+        top, left, inner_top, inner_left = corners
+        inner_h, inner_w = self.values.shape[-2:]
+        padding = (inner_left - left, left + w - inner_left - inner_w, inner_top - top, top + h - inner_top - inner_h)
+        if min(padding) < 0 or not self.table.zero_around((top, left, h, w), (inner_top, inner_left, inner_h, inner_w)):
+            return None
+        return padding
+
     def dense(self) -> torch.Tensor:
         """``(N, C, H, W)`` full copies."""
         zero = torch.zeros_like(self.top)
         return self.crop(zero, zero, *self.base.shape[-2:])
+
+
+def _single(values: torch.Tensor) -> int | None:
+    """The one value of the integer tensor ``values`` if all its entries are equal, else None."""
+    low, high = torch.aminmax(values)
+    return int(low) if bool(low == high) else None
 
 
 def _grid_rows(ys: torch.Tensor, xs: torch.Tensor, width: int) -> torch.Tensor:
@@ -254,9 +292,13 @@ class IncrementalInference:
         in_left = starts[1] * stride[1] - padding[1]
         in_h = (sizes[0] - 1) * stride[0] + (kernel[0] - 1) * dilation[0] + 1
         in_w = (sizes[1] - 1) * stride[1] + (kernel[1] - 1) * dilation[1] + 1
-        patch = window.crop(in_top, in_left, in_h, in_w)
-        values = _activate(node, F.conv2d(patch, weight, bias, stride, 0, dilation, groups))
-        return Window(self._table(out), starts[0], starts[1], values)
+        zeros = window.padding(in_top, in_left, in_h, in_w)
+        if zeros is not None and _padded_size(window.values, zeros, weight, stride, dilation) == tuple(sizes):
+            # the convolution pads the values itself, without a padded copy
+            result = F.conv2d(window.values, weight, bias, stride, (zeros[2], zeros[0]), dilation, groups)
+        else:
+            result = F.conv2d(window.crop(in_top, in_left, in_h, in_w), weight, bias, stride, 0, dilation, groups)
+        return Window(self._table(out), starts[0], starts[1], _activate(node, result))
 
     def _fit(self, low: torch.Tensor, high: torch.Tensor, length: int) -> tuple[torch.Tensor, int]:
         """One window size for all copies (the largest reach, or the limit), kept inside the tensor."""
@@ -288,6 +330,14 @@ class IncrementalInference:
         if node.func in RESHAPES:  # the trace's batch of 1 becomes the copies' count
             args = (args[0].contiguous(), [count, *args[1][1:]], *args[2:])
         return _activate(node, node.func(*args, **kwargs))
+
+
+def _padded_size(values: torch.Tensor, padding: tuple[int, int, int, int], weight: torch.Tensor, stride,
+                 dilation) -> tuple[int, int]:
+    """Output size of a convolution of ``values`` ``(N, C, h, w)`` padded by its top and left
+    ``padding`` on both sides."""
+    return tuple((length + 2 * pad - dilation[axis] * (weight.shape[2 + axis] - 1) - 1) // stride[axis] + 1
+                 for axis, (length, pad) in enumerate(zip(values.shape[-2:], (padding[2], padding[0]))))
 
 
 def _activate(node: _Node, result):
