@@ -8,6 +8,7 @@ from convscope.attribute.averaged import integrated_gradients, smooth_grad
 from convscope.attribute.cam import grad_cam, guided_grad_cam, last_spatial_layer
 from convscope.attribute.core import attribute
 from convscope.core.objectives import class_logit
+from tests.attribute.test_gradients import Flattening
 from tests.conftest import assert_unchanged, snapshot
 
 
@@ -36,6 +37,19 @@ def test_grad_cam_plus_plus_closed_form():
     weights = (alpha * torch.relu(g)).sum((2, 3))
     expected = torch.relu((weights[:, :, None, None] * acts).sum(1))
     torch.testing.assert_close(grad_cam(net, x, class_logit(0), "1", plus_plus=True), expected)
+
+
+def test_grad_cam_on_a_network_flattening_with_view():
+    """It cannot run channels-last (as CAMs do on CPU); closed form: the gradient w.r.t. the conv's
+    output is the classifier's row, reshaped, where the ReLU passes."""
+    net, x = Flattening(), torch.rand(2, 3, 8, 8)
+    before = snapshot(net)
+    got = grad_cam(net, x, class_logit(1), "conv")
+    assert_unchanged(before, net)
+    acts = net.conv(x).detach()
+    grad = net.fc.weight[1].detach().view(1, 4, 6, 6) * (acts > 0)
+    cam = torch.relu((grad.mean((2, 3))[:, :, None, None] * acts).sum(1, keepdim=True))
+    torch.testing.assert_close(got, F.interpolate(cam, size=(8, 8), mode="bilinear", align_corners=False)[:, 0])
 
 
 def test_grad_cam_works_on_a_frozen_model_without_weight_gradients(lite0, cat):
