@@ -217,7 +217,7 @@ class _Scorer:
 
     def at(self, positions: torch.Tensor) -> torch.Tensor:
         """``(N,)`` probabilities with the patch's top-left corner at each ``(N, 2)`` position."""
-        probs = []  # even batches: a batch of 4 costs about as much as one of 16 (fixed costs per pass)
+        probs = []  # even batches: passes have fixed costs (default model: 4 copies 30 ms, 28 copies 84 ms)
         for batch in positions.to(self.x.device).tensor_split(math.ceil(len(positions) / self.chunk)):
             top, left = batch[:, 0], batch[:, 1]
             values = _patches(self.source, top, left, self.patch)

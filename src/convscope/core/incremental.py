@@ -153,8 +153,9 @@ class Window:
 
     def padding(self, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> tuple[int, int, int, int] | None:
         """``(left, right, top, bottom)`` zeros around the values that make :meth:`crop`'s result, or
-        None: where every copy has the same window and crop, and the crop holds the window in zeros.
-        (So where the window covers the tensor, and the crop reaches beyond it.)"""
+        None: where every copy has the same window and crop, and the crop holds the window in zeros
+        (typically a window grown over its whole tensor, seen through a zero padding or with the
+        border a convolution reads beyond the tensor)."""
         corners = [_single(t) for t in (top, left, self.top, self.left)]
         if None in corners:
             return None
