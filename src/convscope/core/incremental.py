@@ -282,10 +282,10 @@ class IncrementalInference:
         out = _first(node.out)
         starts, sizes = [], []
         for axis, first in ((0, window.top), (1, window.left)):
-            last = first + window.values.shape[-2 + axis] - 1
             s, p, d, k = stride[axis], padding[axis], dilation[axis], kernel[axis]
-            low = torch.div(first + p - (k - 1) * d + s - 1, s, rounding_mode="floor").clamp_min(0)
-            high = torch.div(last + p, s, rounding_mode="floor").clamp_max(out.shape[-2 + axis] - 1)
+            to_last = window.values.shape[-2 + axis] - 1  # constant offsets from ``first``: one add each
+            low = torch.div(first + (p - (k - 1) * d + s - 1), s, rounding_mode="floor").clamp_min(0)
+            high = torch.div(first + (to_last + p), s, rounding_mode="floor").clamp_max(out.shape[-2 + axis] - 1)
             start, size = self._fit(low, high, out.shape[-2 + axis])
             starts.append(start)
             sizes.append(size)
@@ -303,7 +303,7 @@ class IncrementalInference:
 
     def _fit(self, low: torch.Tensor, high: torch.Tensor, length: int) -> tuple[torch.Tensor, int]:
         """One window size for all copies (the largest reach, or the limit), kept inside the tensor."""
-        size = int((high - low + 1).max().clamp_min(1))
+        size = max(int((high - low).max()) + 1, 1)
         if self.limit is not None:
             cap = max(1, math.ceil(self.limit * length))
             if size > cap:
