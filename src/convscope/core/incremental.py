@@ -81,7 +81,7 @@ class _Table:
     def __init__(self, base: torch.Tensor, layout: torch.memory_format) -> None:
         self.base, self.layout = base, layout
         self.margin, self.rows = -1, base.new_empty(0, base.shape[1])  # padded on the first gather
-        self.zeros: dict[tuple, bool] = {}
+        self.zeros: dict[tuple, bool] = {}  # zero_around answers, by (region, window)
 
     def gather(self, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """``(N * h * w, C)``: each copy's ``h x w`` window at ``(top, left)``, row-major."""
@@ -294,7 +294,7 @@ class IncrementalInference:
         in_h = (sizes[0] - 1) * stride[0] + (kernel[0] - 1) * dilation[0] + 1
         in_w = (sizes[1] - 1) * stride[1] + (kernel[1] - 1) * dilation[1] + 1
         zeros = window.padding(in_top, in_left, in_h, in_w)
-        if zeros is not None and _padded_size(window.values, zeros, weight, stride, dilation) == tuple(sizes):
+        if zeros is not None and _pads_alike(zeros, stride):
             # the convolution pads the values itself, without a padded copy
             result = F.conv2d(window.values, weight, bias, stride, (zeros[2], zeros[0]), dilation, groups)
         else:
@@ -333,12 +333,12 @@ class IncrementalInference:
         return _activate(node, node.func(*args, **kwargs))
 
 
-def _padded_size(values: torch.Tensor, padding: tuple[int, int, int, int], weight: torch.Tensor, stride,
-                 dilation) -> tuple[int, int]:
-    """Output size of a convolution of ``values`` ``(N, C, h, w)`` padded by its top and left
-    ``padding`` on both sides."""
-    return tuple((length + 2 * pad - dilation[axis] * (weight.shape[2 + axis] - 1) - 1) // stride[axis] + 1
-                 for axis, (length, pad) in enumerate(zip(values.shape[-2:], (padding[2], padding[0]))))
+def _pads_alike(zeros: tuple[int, int, int, int], stride) -> bool:
+    """Whether a convolution padding the values by the top and left ``zeros`` (left, right, top,
+    bottom) on both sides gives what it gives on the values padded by ``zeros``: its surplus zeros
+    at the bottom and right (top minus bottom of them) must be fewer than a stride, else they add
+    an output row or column."""
+    return all(0 <= zeros[first] - zeros[first + 1] < step for first, step in ((2, stride[0]), (0, stride[1])))
 
 
 def _activate(node: _Node, result):
