@@ -194,6 +194,11 @@ def _window_rows(top: np.ndarray, left: np.ndarray, h: int, w: int, width: int) 
     return _grid_rows(top[:, None] + np.arange(h), left[:, None] + np.arange(w), width)
 
 
+def _clamp(values: np.ndarray, high: int) -> np.ndarray:
+    """``values`` clamped to ``[0, high]``, about 3x faster than ``np.clip`` on a few integers."""
+    return np.minimum(np.maximum(values, 0), high)
+
+
 def _on(index: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     """The host index array as a tensor on ``like``'s device."""
     return torch.from_numpy(index).to(like.device)
@@ -321,7 +326,7 @@ class IncrementalInference:
                 low = (low + high + 1 - cap) // 2
                 size = cap
         size = min(size, length)
-        return np.clip(low, 0, length - size), size
+        return _clamp(low, length - size), size
 
     def _pointwise(self, node: _Node, states: list, windows: list[Window]) -> Window:
         first = windows[0]
@@ -490,4 +495,4 @@ def _union(windows: list[Window], size) -> tuple[np.ndarray, np.ndarray, int, in
     right = np.max([w.left + w.values.shape[-1] for w in windows], axis=0)
     h = min(int((bottom - top).max()), size[0])
     w = min(int((right - left).max()), size[1])
-    return np.clip(top, 0, size[0] - h), np.clip(left, 0, size[1] - w), h, w
+    return _clamp(top, size[0] - h), _clamp(left, size[1] - w), h, w
