@@ -164,6 +164,46 @@ def test_windows_covering_the_tensor_are_padded_by_the_convolution_and_stay_exac
     assert padded[-1] is None  # the padding of 0.5 is gathered from the cache
 
 
+class Residual(nn.Module):
+    """A 3x3 convolution added to its input, then a 1x1 convolution and a spatial mean."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first, self.second = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 3, 1)
+
+    def forward(self, x):
+        return self.second(self.first(x) + x).mean((2, 3))
+
+
+@pytest.mark.parametrize("patch, first, second", [(2, (6, 8), (6, 8)), (3, (6, 8), (6, 8))])
+def test_thresholded_windows_equal_a_hand_windowed_forward(patch, first, second):
+    """``limit`` 0.16 caps each 12-wide layer's window at 2 rows and columns, centred on the reach:
+    a patch of 2 at (6, 6) reaches 5..8 through the 3x3 convolution, kept as 6..7; a patch of 3
+    reaches 5..9, kept as 6..7, and the sum's window (6..8, with the input's) is cropped to 6..7 by
+    the 1x1 convolution. Reference: the dense forward with each convolution's output replaced by
+    the unoccluded one outside the hand-computed window (Krypton's projective-field thresholding)."""
+    net = Residual().eval()
+    x = torch.rand(1, 2, 12, 12)
+    top = left = torch.tensor([6])
+    values = torch.rand(1, 2, patch, patch)
+    copy = x.clone()
+    copy[:, :, 6:6 + patch, 6:6 + patch] = values
+
+    def windowed(conv, changed, unchanged, window):
+        out = conv(unchanged)
+        inside = (..., slice(*window), slice(*window))
+        out[inside] = conv(changed)[inside]
+        return out
+    with torch.no_grad():
+        got = IncrementalInference(net, x, limit=0.16)(top, left, values)
+        summed = windowed(net.first, copy, x, first) + copy
+        expected = windowed(net.second, summed, net.first(x) + x, second).mean((2, 3))
+        exact = net(copy)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(got, exact, atol=1e-3)  # the cap does cut the windows
+
+
 @pytest.mark.filterwarnings("ignore:this CPU has no oneDNN")  # the slow kernels are fine for 8x8 images
 def test_half_precision_overflow_is_refused():
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))

@@ -115,9 +115,8 @@ class Window:
 
     Attributes:
         table: the unoccluded tensor, ready for gathering.
-        top, left: ``(N,)`` window position of each copy (inside the tensor), on the host: window
-            geometry is a few dozen integers per op, which numpy handles several times faster than
-            small tensors (and without device synchronisation).
+        top, left: ``(N,)`` window position of each copy (inside the tensor), numpy integers on the
+            host (see the module docstring).
         values: ``(N, C, h, w)`` the window's contents in each copy.
     """
 
