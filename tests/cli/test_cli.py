@@ -72,15 +72,19 @@ def bad_files(tmp_path, cat_file):
         "unknown layer": (["activations", cat_file, "--layer", "_blocks.3._swsh"], "closest: _blocks.3._swish"),
         "unknown model": (["classify", cat_file, "--model", "resnet9000"], "unknown model 'resnet9000'"),
         "unknown device": (["classify", cat_file, "--device", "tpu"], "unknown device 'tpu'"),
+        "channel out of range": (["visualize", "--layer", "_blocks.3", "--channel", "40", "--steps", "2"],
+                                 "index 40 is out of range; accepted: 0..39"),
+        "style optimizer": (["style", cat_file, "tissue", "--optimizer", "sgd"], "optimizer 'sgd'; valid: lbfgs, adam"),
     }
 
 
 @pytest.mark.parametrize("case", ["corrupt jpeg", "empty file", "text named png", "30000x30000 png",
-                                  "missing file", "unknown layer", "unknown model", "unknown device"])
+                                  "missing file", "unknown layer", "unknown model", "unknown device",
+                                  "channel out of range", "style optimizer"])
 def test_bad_input_is_one_line_with_status_2_and_no_file(capsys, monkeypatch, tmp_path, cat_file, case):
     args, message = bad_files(tmp_path, cat_file)[case]
     output = tmp_path / "out.png"
-    if args[0] == "activations":
+    if args[0] in ("activations", "visualize", "style"):
         args = [*args, "-o", output]
     code, _, err = run(capsys, monkeypatch, *args)
     assert code == 2

@@ -55,10 +55,16 @@ def test_forward_stops_at_deepest_layer_and_small_images_are_not_upsampled():
     net = _Counting()
     param = make_param("pixel", 1, (20, 20))
     result = render(net, channel("conv1", 0), param, steps=3)
-    assert net.head_calls == 0 and net.seen == [(20, 20)] * 3
+    assert net.head_calls == 0 and net.seen == [(20, 20)] * 4  # a checking forward, then 3 steps
     assert result.scores[-1, 0] > result.scores[0, 0]
     render(net, channel("conv1", 0), make_param("pixel", 1, (20, 20)), steps=1, input_size=(32, 32))
     assert net.seen[-1] == (32, 32)
+
+
+def test_a_bad_objective_fails_before_the_progress_bar_starts(capsys):
+    with pytest.raises(ConvscopeError, match="index 9 is out of range; accepted: 0..3"):
+        render(_Counting(), channel("conv1", 9), make_param("pixel", 1, (20, 20)), steps=3, progress=True)
+    assert capsys.readouterr().err == ""
 
 
 def test_ctrl_c_returns_the_current_image():
@@ -98,6 +104,6 @@ def test_octave_schedule_grows_to_the_final_size():
     assert octave_sizes((100, 70), 3, scale=2.0) == [(25, 18), (50, 35), (100, 70)]
     net = _Counting()
     result = render_octaves(net, channel("conv2", 1), "pixel", 1, (40, 40), octaves=3, scale=2.0, steps=9)
-    assert net.seen == [(10, 10)] * 3 + [(20, 20)] * 3 + [(40, 40)] * 3
+    assert net.seen == [(10, 10)] * 4 + [(20, 20)] * 4 + [(40, 40)] * 4  # each octave: a check, 3 steps
     assert result.images.shape == (1, 3, 40, 40) and result.scores.shape == (9, 1)
     assert result.scores[-1, 0] > result.scores[0, 0]

@@ -71,8 +71,9 @@ def _open(source: str | Path | bytes) -> Image.Image:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ConvscopeError(f"{name}: the image is too large to decode safely ({_short(e)}); "
                              f"at most {MAX_PIXELS // 10**6} megapixels are accepted") from None
-    except UnidentifiedImageError as e:
-        raise ConvscopeError(f"{name}: not a readable image ({_short(e)}); expected a {ACCEPTED} image") from None
+    except UnidentifiedImageError:
+        raise ConvscopeError(f"{name}: not a readable image (unrecognized format); "
+                             f"expected a {ACCEPTED} image") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ConvscopeError(f"{name}: the image is corrupt or truncated ({_short(e)})") from None
     return ImageOps.exif_transpose(image)

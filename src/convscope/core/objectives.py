@@ -199,4 +199,6 @@ def _check_range(what: str, index: int | torch.Tensor, count: int) -> None:
 
 
 def _show(index: int | torch.Tensor) -> str:
-    return str(index.tolist()) if isinstance(index, torch.Tensor) else str(index)
+    if isinstance(index, torch.Tensor):
+        return str(index.item() if index.numel() == 1 else index.tolist())
+    return str(index)

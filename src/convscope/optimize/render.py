@@ -95,6 +95,8 @@ def render(model: Model | nn.Module, objective: Objective, param: ImageParam, *,
     opt = _optimizer(optimizer, param.tensors, lr)
     scores, interrupted = [], False
     with frozen(model.net), flush_denormals():
+        with torch.no_grad():  # a bad objective (channel out of range, ...) fails here, before the bar
+            step_fn.scores()
         try:
             for step in tqdm(range(steps), desc=objective.name, disable=not progress, unit="step"):
                 step_fn.step = step
@@ -127,6 +129,14 @@ class _Step:
     def __call__(self) -> torch.Tensor:
         for tensor in self.param.tensors:
             tensor.grad = None
+        scores = self.scores()
+        loss = -scores.sum()
+        loss.backward()
+        self.last_scores = scores.detach().cpu()
+        return loss
+
+    def scores(self) -> torch.Tensor:
+        """``(B,)`` the objective of the current image, through this step's transforms."""
         image = self.param.image()
         x = image
         if self.transforms is not None:  # the same draw for every closure call of one L-BFGS step
@@ -137,11 +147,7 @@ class _Step:
             x = x.contiguous(memory_format=torch.channels_last)
         acts = read(self.model, x, self.objective)
         acts[INPUT] = image
-        scores = self.objective(acts)
-        loss = -scores.sum()
-        loss.backward()
-        self.last_scores = scores.detach().cpu()
-        return loss
+        return self.objective(acts)
 
 
 def _optimizer(name: str, tensors: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:

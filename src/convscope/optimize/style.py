@@ -145,6 +145,8 @@ def stylize(model: Model | nn.Module, content: torch.Tensor, style: torch.Tensor
     """
     if start not in ("content", "noise"):
         raise unknown_choice("start", start, ("content", "noise"))
+    if optimizer not in ("lbfgs", "adam"):
+        raise unknown_choice("optimizer", optimizer, ("lbfgs", "adam"))
     if content.shape[0] != 1 or style.shape[0] != 1:
         raise ConvscopeError("style transfer takes one content and one style image")
     model = as_model(model)
