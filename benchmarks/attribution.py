@@ -6,7 +6,9 @@ Needs: pip install captum && pip install --no-deps grad-cam ttach
 with the three names it imports is put in sys.modules below; the CAM code path does not use them.)
 
 Prints seconds per 224x224 image and the speed-up of convscope over each peer on the same work;
-"vs floor" divides by the faster of the two plain forward+backward passes (frozen model). The
+"vs floor" divides by the faster of the two plain forward+backward passes (frozen model). convscope
+runs a copy of the network with its batch norms folded into the convolutions (the third floor row;
+see convscope.core.folding), so its gradient methods can beat the plain floor. The
 gradient methods and their floors are timed in turn (best of --repeats each, each timed call
 right after an untimed one of the same method), as are the
 Integrated Gradients and occlusion runs (best of --repeats/10), so a slow spell of the machine
@@ -27,6 +29,7 @@ from convscope.attribute.averaged import integrated_gradients
 from convscope.attribute.cam import grad_cam
 from convscope.attribute.core import attribute
 from convscope.attribute.occlusion import DRILL, fast_on_cpu, occlusion
+from convscope.core.folding import fast_model
 from convscope.core.hooks import frozen
 from convscope.core.layout import channels_last
 from convscope.core.metrics import ssim
@@ -68,12 +71,14 @@ def main() -> None:
     leaf = lambda: x.clone().requires_grad_(True)  # noqa: E731
     rows = []
 
-    def floor(layout):
-        with frozen(net), channels_last(net, layout == torch.channels_last):
+    def floor(layout, run=model):
+        with frozen(run.net), channels_last(run.net, layout == torch.channels_last):
             z = x.contiguous(memory_format=layout).requires_grad_(True)
-            torch.autograd.grad(model(z)[0, TARGET], z)
+            torch.autograd.grad(run(z)[0, TARGET], z)
+    folded = fast_model(model, [], x)
     peers = {"gradient": Saliency, "deconvnet": Deconvolution, "guided": GuidedBackprop}
-    work = {"floor default": lambda: floor(torch.contiguous_format), "floor cl": lambda: floor(torch.channels_last)}
+    work = {"floor default": lambda: floor(torch.contiguous_format), "floor cl": lambda: floor(torch.channels_last),
+            "floor folded": lambda: floor(torch.channels_last, folded)}
     for rule, peer in peers.items():
         kwargs = {"abs": False} if peer is Saliency else {}
         work[rule] = lambda rule=rule: attribute(model, x, class_logit(TARGET), rule=rule)
@@ -82,6 +87,7 @@ def main() -> None:
     base = min(timed["floor default"], timed["floor cl"])
     rows.append(("forward+backward floor, default layout", timed["floor default"], None, base))
     rows.append(("forward+backward floor, channels-last", timed["floor cl"], None, base))
+    rows.append(("forward+backward, batch norms folded, channels-last", timed["floor folded"], None, base))
     for rule, peer in peers.items():
         rows.append((f"{rule} (vs Captum {peer.__name__})", timed[rule], timed[peer.__name__], base))
     captum_guided = GuidedBackprop(wrapped).attribute(leaf(), target=TARGET)

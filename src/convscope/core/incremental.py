@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
+from convscope.core.folding import merge_batch_norm
 from convscope.core.tracing import EagerTracer
 
 aten = torch.ops.aten
@@ -371,8 +372,8 @@ _BATCH_NORMS = {aten.native_batch_norm.default: 7, aten._native_batch_norm_legit
 def _fold_batch_norms(nodes: list[_Node]) -> list[_Node]:
     """Merges each eval-mode batch norm into the convolution feeding only it (one op instead of two).
 
-    ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``:
-    equal to the two ops up to float rounding.
+    ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``
+    (:func:`~convscope.core.folding.merge_batch_norm`): equal to the two ops up to float rounding.
     """
     uses = _uses(nodes)
     nodes = list(nodes)
@@ -386,11 +387,8 @@ def _fold_batch_norms(nodes: list[_Node]) -> list[_Node]:
         if conv.func is not aten.convolution.default or conv.args[6] or training or node.args[1] is None:
             continue
         gamma, beta, mean, var, eps = node.args[1], node.args[2], node.args[3], node.args[4], node.args[eps_at]
-        scale = gamma / torch.sqrt(var + eps)
-        weight = conv.args[1] * scale.view(-1, 1, 1, 1)
-        bias = (conv.args[2] if conv.args[2] is not None else torch.zeros_like(mean)) - mean
-        nodes[source.node] = _Node(conv.func, (conv.args[0], weight, bias * scale + beta, *conv.args[3:]),
-                                   conv.kwargs, node.out[0])
+        weight, bias = merge_batch_norm(conv.args[1], conv.args[2], mean, var, eps, gamma, beta)
+        nodes[source.node] = _Node(conv.func, (conv.args[0], weight, bias, *conv.args[3:]), conv.kwargs, node.out[0])
         nodes[i] = _Node(_ALIAS, (source,), {}, node.out)
     return nodes
 

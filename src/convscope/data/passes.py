@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from convscope.core.folding import fast_model
 from convscope.core.hooks import capture, frozen
 from convscope.core.layout import in_fast_layout
 from convscope.data.datasets import ImageDataset
@@ -58,7 +59,8 @@ def run_pass(model: Model, dataset: ImageDataset, layers: list[str], store: Chun
                             channels=model.channels, batch_size=batch_size, workers=workers):
             if len(batch.indices):
                 x = batch.images.to(model.device, non_blocking=True)
-                reducer.add(batch, in_fast_layout(model.net, lambda z: capture(model, model.net, z, layers), x))
+                fast = fast_model(model, layers, x)
+                reducer.add(batch, in_fast_layout(fast.net, lambda z: capture(fast, fast.net, z, layers), x))
             failures.extend(batch.failures)
             bar.update(len(batch.indices) + len(batch.failures))
             if batch.last:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from convscope.core.denormals import flush_denormals
 from convscope.core.evaluate import score
+from convscope.core.folding import fast_model
 from convscope.core.hooks import frozen
 from convscope.core.images import resize
 from convscope.core.objectives import Objective, layer_norm
@@ -51,8 +52,8 @@ def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel:
         resolution and the objective at each step, ``(octaves * steps, B)`` (each step's value
         is the mean over tiles).
     """
-    model = as_model(model)
     objective = layer_norm(layer, channel)
+    model = fast_model(as_model(model), objective.layers, image)
     original = image.detach().to(model.device).float()
     generator = torch.Generator().manual_seed(seed)
     ascend = _Ascent(model, objective, step_size, jitter, tile, generator)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from convscope.core.denormals import flush_denormals
 from convscope.core.evaluate import read
+from convscope.core.folding import fast_model
 from convscope.core.hooks import frozen
 from convscope.core.objectives import INPUT, Objective
 from convscope.core.render import Picture, grid, picture
@@ -67,7 +68,8 @@ def render(model: Model | nn.Module, objective: Objective, param: ImageParam, *,
     """Maximizes ``objective`` over the images of ``param``.
 
     Args:
-        model: a Model or network; frozen during the run and restored after.
+        model: a Model or network; frozen during the run and restored after (its batch norms
+            run folded, see :mod:`convscope.core.folding`).
         objective: the ``(B,)`` score to maximize (one per image; the batch is optimized together).
         param: the parametrization (see :mod:`convscope.optimize.params`), on the model's device.
         steps: optimizer steps.
@@ -90,7 +92,7 @@ def render(model: Model | nn.Module, objective: Objective, param: ImageParam, *,
         raise ConvscopeError(f"unknown optimizer {optimizer!r}; accepted: {', '.join(OPTIMIZERS)}")
     if priors and not isinstance(param, PixelImage):
         raise ConvscopeError("pixel priors (decay, blur, clipping) need the pixel parametrization")
-    model = as_model(model)
+    model = fast_model(as_model(model), objective.layers, param.image().detach())
     step_fn = _Step(model, objective, param, transforms, seed, input_size)
     opt = _optimizer(optimizer, param.tensors, lr)
     scores, interrupted = [], False
