@@ -139,3 +139,42 @@ def test_a_copy_made_under_inference_mode_serves_autograd_later():
         folded = fast_model(model, [], x)
         assert folded.net is not model.net
     assert torch.allclose(attribute(model, x, class_logit(1)), _autograd(model.net, x, 1), atol=1e-5)
+
+
+class _PadConv(nn.Conv2d):
+    """A convolution that zero-pads its input itself first, as TensorFlow ports do."""
+
+    def __init__(self, *args, pad, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.static_padding = nn.ZeroPad2d(pad)
+
+    def forward(self, x):
+        return super().forward(self.static_padding(x))
+
+
+class _Padded(nn.Module):
+    """pad -> conv (siblings), a conv with its own pad on top of its padding, one with an asymmetric pad."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            self.pad, self.conv1 = nn.ZeroPad2d(1), nn.Conv2d(3, 4, 3)
+            self.conv2 = _PadConv(4, 4, 3, pad=2, padding=1)
+            self.conv3 = _PadConv(4, 4, 3, stride=2, pad=(0, 1, 0, 1))
+            self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv2(torch.relu(self.conv1(self.pad(x)))))
+        return self.head(self.conv3(h).mean((2, 3)))
+
+
+def test_symmetric_zero_pads_become_the_convolutions_padding():
+    model = cs.Model(_Padded().eval(), input_size=(11, 11))
+    x = torch.rand(2, 3, 11, 11, generator=torch.Generator().manual_seed(7))
+    folded = fast_model(model, [], x).net
+    assert isinstance(folded.pad, nn.Identity) and folded.conv1.padding == (1, 1)
+    assert isinstance(folded.conv2.static_padding, nn.Identity) and folded.conv2.padding == (3, 3)
+    assert isinstance(folded.conv3.static_padding, nn.ZeroPad2d) and folded.conv3.padding == (0, 0)
+    assert torch.allclose(attribute(model, x, class_logit(1)), _autograd(model.net, x, 1), atol=1e-6)
+    assert fast_model(model, ["pad"], x).net is model.net
