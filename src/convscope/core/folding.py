@@ -52,7 +52,7 @@ TOLERANCE = 1e-4
 class _Folded:
     signature: tuple
     net: nn.Module | None           # None: nothing to fold, or the copy did not compute the same
-    convolutions: frozenset[str]    # names of the convolutions that absorbed a batch norm
+    changed: frozenset[str]         # layers whose output differs in the copy: folded convolutions and pads
 
 
 _FOLDED: weakref.WeakKeyDictionary[nn.Module, _Folded] = weakref.WeakKeyDictionary()
@@ -60,7 +60,7 @@ _COPIES: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 def fast_model(model: Model, reads: Iterable[str], x: torch.Tensor) -> Model:
-    """``model`` with its batch norms folded, when that computes the same values; else ``model``.
+    """``model`` with its batch norms and pads folded, when that computes the same values; else ``model``.
 
     Args:
         model: the model a method is about to run many times.
@@ -79,7 +79,7 @@ def fast_model(model: Model, reads: Iterable[str], x: torch.Tensor) -> Model:
         with torch.inference_mode(False):  # the copy's tensors must serve autograd later
             probe = x[:1].detach().to(model.device).clone()
             folded = _FOLDED[model.net] = _Folded(signature, *_fold(model, probe))
-    if folded.net is None or any(name.split("@")[0] in folded.convolutions for name in reads):
+    if folded.net is None or any(name.split("@")[0] in folded.changed for name in reads):
         return model
     return dataclasses.replace(model, net=folded.net)
 
