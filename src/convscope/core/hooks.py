@@ -120,11 +120,13 @@ def capture(run: Callable[[torch.Tensor], torch.Tensor], net: nn.Module, x: torc
 
 @dataclass
 class Call:
-    """One module call seen by :func:`trace_calls`: its name (``name@k`` when repeated) and output."""
+    """One module call seen by :func:`trace_calls`: its name (``name@k`` when repeated), its
+    positional inputs and its output."""
 
     name: str
     module: nn.Module
     output: object
+    inputs: tuple = ()
 
 
 @contextmanager
@@ -138,7 +140,7 @@ def trace_calls(net: nn.Module) -> Iterator[list[Call]]:
         def hook(module, inputs, output):
             k = counts.get(name, 0)
             counts[name] = k + 1
-            calls.append(Call(f"{name}@{k}" if k else name, module, output))
+            calls.append(Call(f"{name}@{k}" if k else name, module, output, inputs))
         return hook
 
     try:
