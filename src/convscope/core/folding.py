@@ -34,14 +34,13 @@ import copy
 import dataclasses
 import itertools
 import weakref
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from convscope.core.hooks import frozen, trace_calls
+from convscope.core.hooks import frozen
 from convscope.models.model import Model
 
 #: Largest difference of the folded network's output from the original's, relative to the
@@ -143,16 +142,31 @@ def _symmetric_zero_pad(module: nn.Module) -> bool:
 def _links(model: Model, x: torch.Tensor, producers: set[str], consumers: set[str]) -> dict[str, str]:
     """``{consumer: producer}`` where every call of the consumer takes the output of one and the
     same producer, which runs as often and feeds no other consumer (from one forward of ``x``)."""
-    with frozen(model.net), torch.no_grad(), trace_calls(model.net) as calls:
-        model(x)
-    named = [(call.name.split("@")[0], call) for call in calls]  # the calls keep every output alive
-    made = {id(call.output): name for name, call in named if name in producers}
-    produced = Counter(name for name, _ in named if name in producers)
-    consumed = Counter(name for name, _ in named if name in consumers)
+    modules = dict(model.net.named_modules())
+    made: dict[int, tuple[str, torch.Tensor]] = {}      # id of a producer's output -> (name, output)
+    produced, consumed = dict.fromkeys(producers, 0), dict.fromkeys(consumers, 0)
     sources: dict[str, set[str | None]] = {name: set() for name in consumers}
-    for name, call in named:
-        if name in consumers:
-            sources[name].add(made.get(id(call.inputs[0])) if call.inputs else None)
+
+    def after(name):
+        def hook(module, inputs, output):
+            produced[name] += 1
+            made[id(output)] = (name, output)
+        return hook
+
+    def before(name):
+        def hook(module, inputs):
+            consumed[name] += 1
+            sources[name].add(made.get(id(inputs[0]), (None,))[0] if inputs else None)
+        return hook
+
+    handles = [modules[n].register_forward_hook(after(n)) for n in producers]
+    handles += [modules[n].register_forward_pre_hook(before(n)) for n in consumers]
+    try:
+        with frozen(model.net), torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
     links = {consumer: next(iter(seen)) for consumer, seen in sources.items() if len(seen) == 1 and None not in seen}
     fed = list(links.values())
     return {consumer: producer for consumer, producer in links.items()

@@ -120,13 +120,11 @@ def capture(run: Callable[[torch.Tensor], torch.Tensor], net: nn.Module, x: torc
 
 @dataclass
 class Call:
-    """One module call seen by :func:`trace_calls`: its name (``name@k`` when repeated), its
-    positional inputs and its output."""
+    """One module call seen by :func:`trace_calls`: its name (``name@k`` when repeated) and output."""
 
     name: str
     module: nn.Module
     output: object
-    inputs: tuple = ()
 
 
 @contextmanager
@@ -140,7 +138,7 @@ def trace_calls(net: nn.Module) -> Iterator[list[Call]]:
         def hook(module, inputs, output):
             k = counts.get(name, 0)
             counts[name] = k + 1
-            calls.append(Call(f"{name}@{k}" if k else name, module, output, inputs))
+            calls.append(Call(f"{name}@{k}" if k else name, module, output))
         return hook
 
     try:
