@@ -122,6 +122,20 @@ def test_changed_weights_are_folded_again():
     assert torch.allclose(attribute(model, x, class_logit(0)), _autograd(model.net, x, 0), atol=1e-5)
 
 
+def test_a_large_image_is_checked_at_the_input_size_and_then_served():
+    model = _model()
+    x = torch.rand(1, 3, 60, 60, generator=torch.Generator().manual_seed(6))
+    seen = []
+    handle = model.net.conv1.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].shape[-2:]))
+    try:
+        folded = fast_model(model, [], x)
+    finally:
+        handle.remove()
+    assert seen and all(tuple(shape) == model.input_size for shape in seen)  # the checks never ran at 60 x 60
+    assert folded.net is not model.net
+    assert torch.allclose(attribute(model, x, class_logit(1)), _autograd(model.net, x, 1), atol=1e-5)
+
+
 def test_a_network_that_cannot_be_copied_runs_as_it_is():
     import threading
 

@@ -20,9 +20,9 @@ only where it computes the same values:
   one of its calls takes the output of one and the same convolution, and that convolution runs
   exactly as often (so no call of it feeds anything else first); a pad likewise, before a
   convolution, or as a convolution's own child module (which its ``forward`` calls);
-* the copy's output must match the original's on the first input it serves (a convolution whose
-  output is read elsewhere too, or one that transforms its weights in ``forward``, fails this,
-  and the original runs);
+* the copy's output must match the original's on the first image it serves, shrunk to the
+  model's input size when larger (a convolution whose output is read elsewhere too, or one that
+  transforms its weights in ``forward``, fails this, and the original runs);
 * a method that reads a folded convolution's own output (before its batch norm) or a folded
   pad's runs on the original network; the batch norm's output is there in the copy, under its
   own name.
@@ -34,13 +34,14 @@ import copy
 import dataclasses
 import itertools
 import weakref
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from convscope.core.hooks import frozen
+from convscope.core.hooks import frozen, trace_calls
 from convscope.models.model import Model
 
 #: Largest difference of the folded network's output from the original's, relative to the
@@ -77,11 +78,20 @@ def fast_model(model: Model, reads: Iterable[str], x: torch.Tensor) -> Model:
     folded = _FOLDED.get(model.net)
     if folded is None or folded.signature != signature:
         with torch.inference_mode(False):  # the copy's tensors must serve autograd later
-            probe = x[:1].detach().to(model.device).clone()
-            folded = _FOLDED[model.net] = _Folded(signature, *_fold(model, probe))
+            folded = _FOLDED[model.net] = _Folded(signature, *_fold(model, _probe(model, x)))
     if folded.net is None or any(name.split("@")[0] in folded.changed for name in reads):
         return model
     return dataclasses.replace(model, net=folded.net)
+
+
+def _probe(model: Model, x: torch.Tensor) -> torch.Tensor:
+    """``(1, C, h, w)``: the first image, shrunk to the model's input size when larger, so that the
+    checks (one traced forward keeping every layer's input and output) cost what one ordinary
+    image does, not what a 2048-pixel DeepDream does."""
+    probe = x[:1].detach().to(model.device)
+    if probe.shape[-2] * probe.shape[-1] > model.input_size[0] * model.input_size[1]:
+        probe = model.prepare(probe)
+    return probe.clone()
 
 
 def _signature(net: nn.Module) -> tuple:
@@ -142,31 +152,16 @@ def _symmetric_zero_pad(module: nn.Module) -> bool:
 def _links(model: Model, x: torch.Tensor, producers: set[str], consumers: set[str]) -> dict[str, str]:
     """``{consumer: producer}`` where every call of the consumer takes the output of one and the
     same producer, which runs as often and feeds no other consumer (from one forward of ``x``)."""
-    modules = dict(model.net.named_modules())
-    made: dict[int, tuple[str, torch.Tensor]] = {}      # id of a producer's output -> (name, output)
-    produced, consumed = dict.fromkeys(producers, 0), dict.fromkeys(consumers, 0)
+    with frozen(model.net), torch.no_grad(), trace_calls(model.net) as calls:
+        model(x)
+    named = [(call.name.split("@")[0], call) for call in calls]  # the calls keep every output alive
+    made = {id(call.output): name for name, call in named if name in producers}
+    produced = Counter(name for name, _ in named if name in producers)
+    consumed = Counter(name for name, _ in named if name in consumers)
     sources: dict[str, set[str | None]] = {name: set() for name in consumers}
-
-    def after(name):
-        def hook(module, inputs, output):
-            produced[name] += 1
-            made[id(output)] = (name, output)
-        return hook
-
-    def before(name):
-        def hook(module, inputs):
-            consumed[name] += 1
-            sources[name].add(made.get(id(inputs[0]), (None,))[0] if inputs else None)
-        return hook
-
-    handles = [modules[n].register_forward_hook(after(n)) for n in producers]
-    handles += [modules[n].register_forward_pre_hook(before(n)) for n in consumers]
-    try:
-        with frozen(model.net), torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    for name, call in named:
+        if name in consumers:
+            sources[name].add(made.get(id(call.inputs[0])) if call.inputs else None)
     links = {consumer: next(iter(seen)) for consumer, seen in sources.items() if len(seen) == 1 and None not in seen}
     fed = list(links.values())
     return {consumer: producer for consumer, producer in links.items()

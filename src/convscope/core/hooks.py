@@ -2,7 +2,8 @@
 
 * :class:`Probe` captures the outputs of named layers in one forward pass, and can stop
   the forward as soon as the last of them has run.
-* :func:`trace_calls` records every module call in order (layer listing, receptive fields).
+* :func:`trace_calls` records every module call in order (layer listing, receptive fields,
+  which layers folding can merge).
 * :func:`frozen` puts a model in eval mode without parameter gradients, and restores it.
 
 Hooks are acquired in ``__enter__`` and removed in ``__exit__``, so also when an exception
@@ -120,11 +121,13 @@ def capture(run: Callable[[torch.Tensor], torch.Tensor], net: nn.Module, x: torc
 
 @dataclass
 class Call:
-    """One module call seen by :func:`trace_calls`: its name (``name@k`` when repeated) and output."""
+    """One module call seen by :func:`trace_calls`: its name (``name@k`` when repeated), its
+    positional inputs and its output."""
 
     name: str
     module: nn.Module
     output: object
+    inputs: tuple = ()
 
 
 @contextmanager
@@ -138,7 +141,7 @@ def trace_calls(net: nn.Module) -> Iterator[list[Call]]:
         def hook(module, inputs, output):
             k = counts.get(name, 0)
             counts[name] = k + 1
-            calls.append(Call(f"{name}@{k}" if k else name, module, output))
+            calls.append(Call(f"{name}@{k}" if k else name, module, output, inputs))
         return hook
 
     try:
