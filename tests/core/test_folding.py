@@ -136,6 +136,23 @@ def test_a_large_image_is_checked_at_the_input_size_and_then_served():
     assert torch.allclose(attribute(model, x, class_logit(1)), _autograd(model.net, x, 1), atol=1e-5)
 
 
+def test_a_fixed_size_head_is_checked_at_the_image_size_and_a_refused_image_is_not_remembered():
+    """A network whose linear head needs 16 x 16 images refuses the 12 x 12 input size the Model
+    claims: the check falls back to the image itself. An image it refuses at every size leaves the
+    original to report the fault, and does not stop a later good image from being folded."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False),
+                            _trained_norm(4, torch.Generator().manual_seed(9)),
+                            nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3)).eval()
+    model = cs.Model(net, input_size=(12, 12))
+    assert fast_model(model, [], torch.rand(1, 3, 20, 20)).net is net
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    folded = fast_model(model, [], x)
+    assert folded.net is not net and isinstance(folded.net[1], nn.Identity)
+    assert torch.allclose(attribute(model, x, class_logit(2)), _autograd(net, x, 2), atol=1e-5)
+
+
 def test_a_network_that_cannot_be_copied_runs_as_it_is():
     import threading
 

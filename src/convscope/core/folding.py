@@ -77,21 +77,30 @@ def fast_model(model: Model, reads: Iterable[str], x: torch.Tensor) -> Model:
     signature = _signature(model.net)
     folded = _FOLDED.get(model.net)
     if folded is None or folded.signature != signature:
-        with torch.inference_mode(False):  # the copy's tensors must serve autograd later
-            folded = _FOLDED[model.net] = _Folded(signature, *_fold(model, _probe(model, x)))
+        folded = _fold_checked(model, x, signature)
+        if folded is None:
+            return model
+        _FOLDED[model.net] = folded
     if folded.net is None or any(name.split("@")[0] in folded.changed for name in reads):
         return model
     return dataclasses.replace(model, net=folded.net)
 
 
-def _probe(model: Model, x: torch.Tensor) -> torch.Tensor:
-    """``(1, C, h, w)``: the first image, shrunk to the model's input size when larger, so that the
-    checks (one traced forward keeping every layer's input and output) cost what one ordinary
-    image does, not what a 2048-pixel DeepDream does."""
-    probe = x[:1].detach().to(model.device)
-    if probe.shape[-2] * probe.shape[-1] > model.input_size[0] * model.input_size[1]:
-        probe = model.prepare(probe)
-    return probe.clone()
+def _fold_checked(model: Model, x: torch.Tensor, signature: tuple) -> _Folded | None:
+    """Folds, checked on the first image shrunk to the model's input size when larger, so that the
+    checks (one traced forward keeping every layer's input and output) cost what one ordinary image
+    does, not what a 2048-pixel DeepDream does; on the image itself when the network refuses the
+    smaller size (a fixed-size head). None when it refuses that too: the method then runs the
+    original network and reports the input's fault itself."""
+    image = x[:1].detach().to(model.device)
+    larger = image.shape[-2] * image.shape[-1] > model.input_size[0] * model.input_size[1]
+    with torch.inference_mode(False):  # the copy's tensors must serve autograd later
+        for probe in [model.prepare(image), image] if larger else [image]:
+            try:
+                return _Folded(signature, *_fold(model, probe.clone()))
+            except Exception:  # the user's forward refused this probe
+                continue
+    return None
 
 
 def _signature(net: nn.Module) -> tuple:
