@@ -123,15 +123,16 @@ def test_changed_weights_are_folded_again():
 
 
 def test_a_large_image_is_checked_at_the_input_size_and_then_served():
-    model = _model()
-    x = torch.rand(1, 3, 60, 60, generator=torch.Generator().manual_seed(6))
     seen = []
-    handle = model.net.conv1.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].shape[-2:]))
-    try:
-        folded = fast_model(model, [], x)
-    finally:
-        handle.remove()
-    assert seen and all(tuple(shape) == model.input_size for shape in seen)  # the checks never ran at 60 x 60
+
+    class Recording(cs.Model):  # not a hook: a hooked network is not folded
+        def normalize(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return super().normalize(x)
+    model = Recording(_Net().eval(), input_size=(12, 12))
+    x = torch.rand(1, 3, 60, 60, generator=torch.Generator().manual_seed(6))
+    folded = fast_model(model, [], x)
+    assert seen and all(shape == model.input_size for shape in seen)  # the checks never ran at 60 x 60
     assert folded.net is not model.net
     assert torch.allclose(attribute(model, x, class_logit(1)), _autograd(model.net, x, 1), atol=1e-5)
 
@@ -151,6 +152,21 @@ def test_a_fixed_size_head_is_checked_at_the_image_size_and_a_refused_image_is_n
     folded = fast_model(model, [], x)
     assert folded.net is not net and isinstance(folded.net[1], nn.Identity)
     assert torch.allclose(attribute(model, x, class_logit(2)), _autograd(net, x, 2), atol=1e-5)
+
+
+def test_a_network_with_the_users_hooks_runs_as_it_is():
+    model = _model()
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(10))
+    assert fast_model(model, [], x).net is not model.net  # folded (and cached) before the hook
+    seen = []
+    handle = model.net.norm1.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        assert fast_model(model, [], x).net is model.net
+        assert torch.allclose(attribute(model, x, class_logit(1)), _autograd(model.net, x, 1), atol=1e-5)
+    finally:
+        handle.remove()
+    assert seen, "the user's hook on a batch norm the copy removes must fire"
+    assert fast_model(model, [], x).net is not model.net
 
 
 def test_a_network_that_cannot_be_copied_runs_as_it_is():

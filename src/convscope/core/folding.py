@@ -23,6 +23,8 @@ only where it computes the same values:
 * the copy's output must match the original's on the first image it serves, shrunk to the
   model's input size when larger (a convolution whose output is read elsewhere too, or one that
   transforms its weights in ``forward``, fails this, and the original runs);
+* a network with hooks of the user's on it runs as it is (they would fire in the copy, on
+  folded values, or not at all for a removed batch norm);
 * a method that reads a folded convolution's own output (before its batch norm) or a folded
   pad's runs on the original network; the batch norm's output is there in the copy, under its
   own name.
@@ -72,7 +74,7 @@ def fast_model(model: Model, reads: Iterable[str], x: torch.Tensor) -> Model:
         A :class:`Model` with the same preprocessing and labels; its network is the folded copy
         or the original.
     """
-    if model.net in _COPIES:
+    if model.net in _COPIES or _hooked(model.net):
         return model
     signature = _signature(model.net)
     folded = _FOLDED.get(model.net)
@@ -101,6 +103,12 @@ def _fold_checked(model: Model, x: torch.Tensor, signature: tuple) -> _Folded | 
             except Exception:  # the user's forward refused this probe
                 continue
     return None
+
+
+def _hooked(net: nn.Module) -> bool:
+    """Whether the user has hooks on the network's modules: they must see its own layers run."""
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+               for m in net.modules())
 
 
 def _signature(net: nn.Module) -> tuple:
