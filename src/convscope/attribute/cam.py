@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from convscope.attribute.core import attribute, layer_gradient
+from convscope.core.maps import reading_of
 from convscope.core.objectives import Objective
 from convscope.core.summary import list_layers
 from convscope.errors import ConvscopeError
@@ -22,7 +25,8 @@ def grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, la
     rectified and upsampled to the input.
 
     Args:
-        layer: a convolutional layer; the last one with a spatial map when omitted.
+        layer: a layer whose output reads as maps (:mod:`convscope.core.maps`: convolutional,
+            channels-last or tokens); :func:`last_spatial_layer` when omitted.
 
     Returns:
         ``(B, H, W)`` non-negative map at input resolution.
@@ -30,8 +34,11 @@ def grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, la
     model = as_model(model)
     layer = layer or last_spatial_layer(model)
     acts, grad = layer_gradient(model, x, objective, layer)
-    if acts.dim() != 4:
-        raise ConvscopeError(f"Grad-CAM needs a layer with (C, h, w) output; {layer!r} gives {tuple(acts.shape[1:])}")
+    reading = reading_of(acts.shape, tuple(model.accepted(x[:1]).shape[-2:]))
+    if reading is None:
+        raise ConvscopeError(f"Grad-CAM needs a layer whose output reads as (C, h, w) maps; {layer!r} gives "
+                             f"{tuple(acts.shape[1:])}; the default is {last_spatial_layer(model)!r}")
+    acts, grad = reading.maps(acts), reading.maps(grad)
     weights = _plus_plus_weights(acts, grad) if plus_plus else grad.mean(dim=(2, 3))
     cam = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
     return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
@@ -54,8 +61,20 @@ def guided_grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Object
 
 
 def last_spatial_layer(model: Model | nn.Module) -> str:
-    """The last layer whose output is a spatial map (more than 1x1), e.g. the last conv block."""
-    spatial = [info.name for info in list_layers(model) if len(info.shape) == 3 and info.shape[-1] > 1]
+    """The network's last feature map: the last module call, at the input size, whose output reads
+    as maps larger than 1x1 (convolutional, channels-last or tokens), leaving out calls that only
+    pass a map on or resample it (identities, dropouts, pools: VGG's ``avgpool``) and anything inside
+    attention (its weights, queries and keys are no feature map of the image). On a CNN that is its
+    last block; on a transformer, the last block's normalized tokens."""
+    spatial = [info.name for info in list_layers(model)
+               if info.reading is not None and max(info.reading.grid) > 1 and info.kind not in _PASSING
+               and not _ATTENTION.search(info.name)]
     if not spatial:
-        raise ConvscopeError("the model has no layer with a spatial (C, h, w) output")
+        raise ConvscopeError("the model has no layer whose output reads as a spatial (C, h, w) map")
     return spatial[-1]
+
+
+#: Modules that pass a map on unchanged or only resample it.
+_PASSING = frozenset({"Identity", "Dropout", "Dropout2d", "DropPath", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+                      "AvgPool2d", "MaxPool2d", "Flatten", "Upsample"})
+_ATTENTION = re.compile(r"attn|attention", re.IGNORECASE)

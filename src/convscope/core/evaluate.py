@@ -17,7 +17,9 @@ def read(model: Model, x: torch.Tensor, objective: Objective, *, leaves: Sequenc
 
     The forward stops at the deepest layer the objective reads unless it reads the logits
     (``"output"``); ``"input"`` is ``x`` itself. ``leaves`` start autograd afresh at those layers
-    (see :class:`~convscope.core.hooks.Probe`). Hooks are removed before returning; the returned
+    (see :class:`~convscope.core.hooks.Probe`). An image of a size the network refuses (a fixed-size
+    transformer, below a minimum) goes in resized to one it takes (:meth:`Model.accepted`), so the
+    gradient reaches the image's own pixels. Hooks are removed before returning; the returned
     tensors keep their graph.
     """
     x = x.to(model.device)  # a no-op (same tensor, same graph) when it is there already
@@ -25,7 +27,7 @@ def read(model: Model, x: torch.Tensor, objective: Objective, *, leaves: Sequenc
     if not layers and OUTPUT not in objective.layers and not leaves:
         return {INPUT: x}
     with Probe(model.net, layers, stop_early=OUTPUT not in objective.layers, leaves=leaves) as probe:
-        acts = probe.forward(model, x)
+        acts = probe.forward(model, model.accepted(x))
     acts[INPUT] = x
     return acts
 

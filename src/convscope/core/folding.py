@@ -92,12 +92,13 @@ def _fold_checked(model: Model, x: torch.Tensor, signature: tuple) -> _Folded | 
     """Folds, checked on the first image shrunk to the model's input size when larger, so that the
     checks (one traced forward keeping every layer's input and output) cost what one ordinary image
     does, not what a 2048-pixel DeepDream does; on the image itself when the network refuses the
-    smaller size (a fixed-size head). None when it refuses that too: the method then runs the
-    original network and reports the input's fault itself."""
+    smaller size (a fixed-size head). A smaller image that the network refuses (below its minimum
+    size, or not its fixed size) is checked at the input size instead. None when every probe is
+    refused: the method then runs the original network and reports the input's fault itself."""
     image = x[:1].detach().to(model.device)
     larger = image.shape[-2] * image.shape[-1] > model.input_size[0] * model.input_size[1]
     with torch.inference_mode(False):  # the copy's tensors must serve autograd later
-        for probe in [model.prepare(image), image] if larger else [image]:
+        for probe in [model.prepare(image), image] if larger else [image, model.prepare(image)]:
             try:
                 return _Folded(signature, *_fold(model, probe.clone()))
             except Exception:  # the user's forward refused this probe

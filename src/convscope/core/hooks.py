@@ -37,11 +37,16 @@ class Probe:
     Args:
         net: the network to observe.
         layers: dotted names from ``net.named_modules()``; ``name@k`` means the k-th call of a
-            module that runs several times in one forward (``name`` alone is its first call).
+            module that runs several times in one forward (``name`` alone is its first call);
+            ``name:input`` its (first) input instead of its output.
         stop_early: end the forward once every layer is captured (saves the rest of the net).
         detach: store detached tensors (no graph kept) instead of tensors with their graph.
         leaves: layers whose output is replaced by a detached copy that requires grad, so that
             autograd records the forward only from there on (gradients w.r.t. a layer, cheaply).
+
+    A captured output is what the layer returned: when the forward goes on, the rest of the
+    network runs on a copy, so an in-place op after the layer (``ReLU(inplace=True)``,
+    ``out += identity``) changes neither the captured values nor a leaf.
     """
 
     def __init__(self, net: nn.Module, layers: Sequence[str], *, stop_early: bool = False,
@@ -59,7 +64,10 @@ class Probe:
         try:
             self._handles.append(self.net.register_forward_pre_hook(self._reset))
             for ref in self.refs:
-                self._handles.append(ref.module.register_forward_hook(self._capture(ref)))
+                if ref.input:
+                    self._handles.append(ref.module.register_forward_pre_hook(self._capture_input(ref)))
+                else:
+                    self._handles.append(ref.module.register_forward_hook(self._capture(ref)))
         except BaseException:
             self._remove()
             raise
@@ -89,7 +97,15 @@ class Probe:
             self.acts[ref.name] = output.detach() if self.detach else output
             if self.stop_early and len(self.acts) == len(self.refs):
                 raise _ForwardStopped
-            return output if ref.name in self.leaves else None
+            return output.clone()  # the network goes on with a copy: its in-place ops must not reach the capture
+        return hook
+
+    def _capture_input(self, ref: LayerRef) -> Callable:
+        def hook(module: nn.Module, inputs):
+            if not inputs:
+                return None
+            replaced = self._capture(ref)(module, inputs, inputs[0])
+            return None if replaced is None else (replaced, *inputs[1:])
         return hook
 
     def forward(self, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -42,8 +42,10 @@ aten = torch.ops.aten
 POINTWISE = {aten.hardtanh.default, aten.relu.default, aten.clamp.default, aten.sigmoid.default,
              aten.native_batch_norm.default, aten._native_batch_norm_legit_no_training.default,
              aten.sub.Tensor, aten.div.Tensor, aten.mul.Tensor, aten.add.Tensor, aten.silu.default,
-             aten.hardswish.default, aten.gelu.default, aten.leaky_relu.default, aten.clone.default}
+             aten.hardswish.default, aten.gelu.default, aten.leaky_relu.default, aten.clone.default,
+             aten.hardsigmoid.default}
 RESHAPES = {aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.expand.default}
+JOINS = {aten.cat.default, aten.stack.default}
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ class _Recorder(EagerTracer):
         super().__init__()
         self.refs: dict[int, _Ref] = {id(x): _Ref(0)}
         self.nodes: list[_Node] = [_Node(None, (), {}, x)]
+        self._alive: list = []  # the forward's own outputs, kept so that no other tensor takes their id
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -219,12 +222,29 @@ class _Recorder(EagerTracer):
         if any(isinstance(a, torch.Tensor) and id(a) in self.refs for a in leaves):
             index = len(self.nodes)
             swap = lambda a: self.refs.get(id(a), a) if isinstance(a, torch.Tensor) else a  # noqa: E731
-            self.nodes.append(_Node(func, tree_map(swap, args), tree_map(swap, kwargs), out))
+            # the cache keeps a copy: a later in-place op of the forward (SiLU(inplace=True), ``out +=
+            # identity``) must not change what this op gave; the replay runs the op's functional form
+            kept = tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
+            self._alive.append(out)
+            if func in (aten.as_strided.default, aten.as_strided_.default):  # its offset counts in the input's storage: keep it relative
+                args = (args[0], args[1], args[2], _arg(args, 3, args[0].storage_offset()) - args[0].storage_offset())
+                func = _AS_STRIDED
+            self.nodes.append(_Node(_functional(func), tree_map(swap, args), tree_map(swap, kwargs), kept))
             items = out if isinstance(out, (tuple, list)) else [out]
             for i, tensor in enumerate(items):
                 if isinstance(tensor, torch.Tensor):
                     self.refs[id(tensor)] = _Ref(index, i if isinstance(out, (tuple, list)) else None)
         return out
+
+
+def _functional(func):
+    """The out-of-place form of an in-place aten op (``silu_`` -> ``silu``, ``add_.Tensor`` ->
+    ``add.Tensor``); any other op as it is."""
+    name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else ""
+    if not name.endswith("_") or name.startswith("_") or not func._schema.is_mutable:
+        return func
+    packet = getattr(aten, name[:-1], None)
+    return getattr(packet, func._overloadname, func) if packet is not None else func
 
 
 class IncrementalInference:
@@ -344,9 +364,43 @@ class IncrementalInference:
 
     def _dense_op(self, node: _Node, states: list, count: int):
         args, kwargs = node.arguments(lambda a: _dense(_item(states[a.node], a.item), count))
+        if node.func is _AS_STRIDED:
+            return self._as_strided(node, *args)
         if node.func in RESHAPES:  # the trace's batch of 1 becomes the copies' count
-            args = (args[0].contiguous(), [count, *args[1][1:]], *args[2:])
+            args = (args[0].contiguous(), _batched_shape(args[1], count), *args[2:])
+        elif node.func in JOINS and not _joins_along_batch(args):  # a constant joined to the copies (a class
+            args = ([t.expand(count, *t.shape[1:]) if t.shape[0] == 1 else t for t in args[0]], *args[1:])  # token)
         return _activate(node, node.func(*args, **kwargs))
+
+
+    def _as_strided(self, node: _Node, dense: torch.Tensor, size, stride, offset: int) -> torch.Tensor:
+        """A recorded ``as_strided`` (adaptive pooling restrides its output this way) on each copy: the
+        copy laid out with the recorded input's strides, then the same sizes, strides and offset."""
+        recorded = _item(self.nodes[node.refs[0].node].out, node.refs[0].item)
+        copies = []
+        for copy in dense.split(1):
+            laid = torch.empty_strided(recorded.shape, recorded.stride(), dtype=dense.dtype, device=dense.device)
+            laid.copy_(copy)
+            copies.append(laid.as_strided(size, stride, laid.storage_offset() + offset))
+        return torch.cat(copies)
+
+
+def _arg(args, index: int, default):
+    return args[index] if len(args) > index else default
+
+
+def _batched_shape(shape, count: int) -> list[int]:
+    """A recorded view's or expand's size for ``count`` copies: the trace's batch of 1 is the
+    outermost factor of the first dimension (a view of ``(1, N, D)`` to ``(N, D)``, windows of a
+    Swin stage to ``(windows, ...)``), so that dimension holds ``count`` times as much; -1 stays."""
+    first = shape[0]
+    return [first * count if first != -1 else -1, *shape[1:]]
+
+
+def _joins_along_batch(args) -> bool:
+    """Whether a recorded ``cat``/``stack`` joins along the batch dimension (then nothing is widened)."""
+    dim = args[1] if len(args) > 1 else 0
+    return dim in (0, -args[0][0].dim())
 
 
 def _pads_alike(zeros: tuple[int, int, int, int], stride) -> bool:
@@ -365,6 +419,7 @@ def _activate(node: _Node, result):
     return result
 
 
+_AS_STRIDED = object()  # a recorded as_strided, its offset relative to its input's (see Recorder)
 _ALIAS = object()  # a folded op: its output is its input's (a batch norm's: as item 0 of its outputs)
 _BATCH_NORMS = {aten.native_batch_norm.default: 7, aten._native_batch_norm_legit_no_training.default: 6}
 

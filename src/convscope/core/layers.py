@@ -1,4 +1,6 @@
-"""Addressing layers by dotted name (``_blocks.3._bn1``), with ``@k`` for repeated calls."""
+"""Addressing layers by dotted name (``_blocks.3._bn1``), with ``@k`` for repeated calls and
+``:input`` for what a module receives instead of what it returns (``fc:input``: the classifier's
+input, however the network computed it)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ from convscope.errors import ConvscopeError, unknown_choice
 
 @dataclass(frozen=True)
 class LayerRef:
-    """A resolved layer: the name as given, its module, and which call of it (0 = first)."""
+    """A resolved layer: the name as given, its module, which call of it (0 = first), and whether its
+    first input is meant instead of its output."""
 
     name: str
     module: nn.Module
     call: int
+    input: bool = False
 
 
 def resolve(net: nn.Module, name: str) -> LayerRef:
@@ -26,13 +30,16 @@ def resolve(net: nn.Module, name: str) -> LayerRef:
     """
     if not isinstance(name, str) or not name:
         raise ConvscopeError(f"a layer is named by a non-empty dotted string, got {name!r}")
-    path, _, call = name.partition("@")
+    named, _, side = name.partition(":")
+    if side not in ("", "input"):
+        raise ConvscopeError(f"layer {name!r}: the only suffix after ':' is 'input' (the module's input)")
+    path, _, call = named.partition("@")
     if call and not call.isdigit():
         raise ConvscopeError(f"layer {name!r}: the call after '@' must be a number, e.g. {path}@1")
     modules = dict(net.named_modules())
     if path not in modules or not path:
         raise unknown_choice("layer", path, [n for n in modules if n])
-    return LayerRef(name, modules[path], int(call or 0))
+    return LayerRef(name, modules[path], int(call or 0), side == "input")
 
 
 def conv_layers(net: nn.Module) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from convscope.core.hooks import frozen, trace_calls
+from convscope.core.maps import MapReading, reading_of
 from convscope.core.receptive import ReceptiveField, ReceptiveFieldTracer
 from convscope.models.model import Model, as_model
 
@@ -21,6 +22,8 @@ class LayerInfo:
         shape: output shape without the batch dimension, e.g. ``(32, 112, 112)``.
         parameters: parameters of the module and its children.
         receptive_field: where each output unit looks in the input, None if not a tensor.
+        reading: how the output reads as ``(C, h, w)`` maps (:mod:`convscope.core.maps`), None if
+            it is no map.
     """
 
     name: str
@@ -28,6 +31,15 @@ class LayerInfo:
     shape: tuple[int, ...]
     parameters: int
     receptive_field: ReceptiveField | None
+    reading: MapReading | None = None
+
+    @property
+    def map_shape(self) -> tuple[int, ...]:
+        """``(C, h, w)`` for a map (tokens and channels-last stages included), else :attr:`shape`."""
+        if self.reading is None:
+            return self.shape
+        channels = self.shape[0] if self.reading.kind == "channels-first" else self.shape[-1]
+        return (channels, *self.reading.grid)
 
 
 def list_layers(model: Model | torch.nn.Module, *, size: tuple[int, int] | None = None) -> list[LayerInfo]:
@@ -49,7 +61,8 @@ def list_layers(model: Model | torch.nn.Module, *, size: tuple[int, int] | None 
             model.net(x)
     return [LayerInfo(call.name, type(call.module).__name__, _shape(call.output),
                       sum(p.numel() for p in call.module.parameters()),
-                      tracer.field(call.output) if isinstance(call.output, torch.Tensor) else None)
+                      tracer.field(call.output) if isinstance(call.output, torch.Tensor) else None,
+                      reading_of(call.output.shape, (height, width)) if isinstance(call.output, torch.Tensor) else None)
             for call in calls]
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from convscope.core.hooks import capture, frozen
+from convscope.core.maps import as_maps
 from convscope.core.render import Picture, grid, overlay, picture
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
@@ -66,16 +67,19 @@ def activations(model: Model | nn.Module, x: torch.Tensor, layer: str) -> Activa
     Args:
         model: a Model or network.
         x: ``(B, C, H, W)`` images in [0, 1] (see :meth:`Model.prepare`).
-        layer: dotted name of a layer whose output is ``(B, C, h, w)``.
+        layer: dotted name of a layer whose output reads as maps: ``(B, C, h, w)``, a channels-last
+            ``(B, h, w, C)`` stage or ``(B, prefix + h*w, D)`` tokens (:mod:`convscope.core.maps`).
 
     Returns:
         :class:`Activations`; ``.grid()`` and ``.overlay(channel)`` are pictures.
     """
     model = as_model(model)
     x = x.to(model.device)
+    seen = model.accepted(x)
     with frozen(model.net), torch.no_grad():
-        maps = capture(model, model.net, x, [layer], detach=True)[layer]
-    if maps.dim() != 4:
-        raise ConvscopeError(f"layer {layer!r} gives shape {tuple(maps.shape[1:])}, not (C, h, w) maps; "
-                             f"choose a convolutional layer")
+        output = capture(model, model.net, seen, [layer], detach=True)[layer]
+    maps = as_maps(output, tuple(seen.shape[-2:]))
+    if maps is None:
+        raise ConvscopeError(f"layer {layer!r} gives shape {tuple(output.shape[1:])}, not (C, h, w) maps (nor "
+                             f"channels-last maps or tokens on a grid); choose a convolutional or transformer block")
     return Activations(layer, maps.float().cpu(), model.to_channels(x).float().cpu().expand(-1, 3, -1, -1))

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from convscope.core.hooks import frozen, trace_calls
 from convscope.core.layers import resolve
-from convscope.core.summary import list_layers
 from convscope.data.datasets import ImageDataset, open_dataset
 from convscope.data.distributed import Ranks
 from convscope.data.loader import Batch, Failure
@@ -52,22 +52,31 @@ class Codes:
 
 
 def penultimate_layer(model: Model | nn.Module) -> str:
-    """The layer whose output the last linear layer reads: the last module call before it
-    whose output has as many values as the linear layer has inputs.
+    """The layer whose output the last linear layer reads, found in one forward of a random image:
+    the last module call before it whose output holds exactly that input (``avgpool``, a dropout);
+    where the network computes it with functional calls (DenseNet's ``relu`` and pooling, a
+    transformer's class-token pick), the linear layer's own input, ``NAME:input``.
 
     Raises:
         ConvscopeError: the model ends in no linear layer (then a layer must be named).
     """
-    layers = list_layers(model)
-    linear = [i for i, info in enumerate(layers) if info.kind == "Linear"]
-    if linear:
-        last = layers[linear[-1]]
-        width = dict(as_model(model).net.named_modules())[last.name.partition("@")[0]].in_features
-        for info in reversed(layers[:linear[-1]]):
-            if info.shape and int(np.prod(info.shape)) == width:
-                return info.name
+    model = as_model(model)
+    x = torch.rand(1, model.channels, *model.input_size, generator=torch.Generator().manual_seed(0))
+    with frozen(model.net), torch.no_grad(), trace_calls(model.net) as calls:
+        model(x.to(model.device))
+        linear = [i for i, call in enumerate(calls) if isinstance(call.module, nn.Linear) and call.inputs]
+        if linear:
+            classifier = calls[linear[-1]]
+            code = classifier.inputs[0]
+            for call in reversed(calls[:linear[-1]]):
+                output = call.output
+                if isinstance(output, torch.Tensor) and output.numel() == code.numel() and \
+                        torch.equal(output.reshape(code.shape), code):
+                    return call.name
+            return f"{classifier.name}:input"
+    names = [call.name for call in calls]
     raise ConvscopeError("the model has no final linear layer to take codes before; name a layer "
-                         f"(valid: {', '.join(info.name for info in layers[-8:])} ...)")
+                         f"(valid: {', '.join(names[-8:])} ...)")
 
 
 def pooled(output: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from convscope.core.images import resize
+from convscope.core.maps import MapReading
 from convscope.core.receptive import Axis, ReceptiveField
 from convscope.core.render import Picture, grid, picture, save_array, save_json
 from convscope.core.summary import list_layers
@@ -60,9 +61,10 @@ def empty_top(channels: int, k: int) -> dict[str, np.ndarray]:
             "units": np.zeros((channels, k), np.int64)}
 
 
-def _candidates(output: torch.Tensor, channels: torch.Tensor | None, indices: torch.Tensor) -> dict[str, np.ndarray]:
+def _candidates(output: torch.Tensor, reading: MapReading | None, channels: torch.Tensor | None,
+                indices: torch.Tensor) -> dict[str, np.ndarray]:
     """Each image's strongest unit per channel: ``(C, B)`` values, units and image indices."""
-    output = output.flatten(2) if output.dim() > 2 else output[:, :, None]
+    output = reading.maps(output).flatten(2) if reading is not None else output.flatten(1)[:, :, None]
     if channels is not None:
         output = output[:, channels.to(output.device)]
     values, units = output.float().max(dim=2)  # (B, C)
@@ -82,16 +84,17 @@ def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 class _Best:
     """Reducer keeping, for each layer, each channel's top ``k`` (image, strongest unit) of a chunk."""
 
-    def __init__(self, layers: list[str], channels: torch.Tensor | None, k: int, counts: list[int]) -> None:
-        self.layers, self.channels, self.k, self.counts = layers, channels, k, counts
+    def __init__(self, layers: list[str], readings: list[MapReading | None], channels: torch.Tensor | None, k: int,
+                 counts: list[int]) -> None:
+        self.layers, self.readings, self.channels, self.k, self.counts = layers, readings, channels, k, counts
         self.tops: list[dict[str, np.ndarray]] = self._empty()
 
     def _empty(self) -> list[dict[str, np.ndarray]]:
         return [empty_top(count, self.k) for count in self.counts]
 
     def add(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> None:
-        self.tops = [merge_top(top, _candidates(outputs[layer], self.channels, batch.indices), self.k)
-                     for layer, top in zip(self.layers, self.tops)]
+        self.tops = [merge_top(top, _candidates(outputs[layer], reading, self.channels, batch.indices), self.k)
+                     for layer, reading, top in zip(self.layers, self.readings, self.tops)]
 
     def finish(self) -> dict[str, np.ndarray]:
         tops, self.tops = self.tops, self._empty()
@@ -247,15 +250,16 @@ def top_activations_of(model: Model | nn.Module, dataset: str | Path | ImageData
     layers = list(dict.fromkeys(layers))
     infos = [_layer_info(model, layer) for layer in layers]
     for layer, info in zip(layers, infos):
-        channels = _check_channels(channels, info.shape[0], layer)
+        channels = _check_channels(channels, info.map_shape[0], layer)
     if k < 1:
         raise ConvscopeError(f"k = {k}; the number of images per channel must be at least 1")
     manifest = {"task": "top-activations", "model": model.name, "layers": layers, "dataset": dataset.spec,
                 "channels": channels, "k": k}
     store = ChunkStore(folder, manifest, count=len(dataset), chunk_size=chunk_size, ranks=ranks)
     kept = torch.tensor(channels) if channels is not None else None
-    counts = [len(channels) if channels is not None else info.shape[0] for info in infos]
-    run_pass(model, dataset, layers, store, _Best(layers, kept, k, counts), ranks=ranks, batch_size=batch_size,
+    counts = [len(channels) if channels is not None else info.map_shape[0] for info in infos]
+    readings = [info.reading for info in infos]
+    run_pass(model, dataset, layers, store, _Best(layers, readings, kept, k, counts), ranks=ranks, batch_size=batch_size,
              workers=workers, progress=progress, label=f"top {', '.join(layers)}")
     merged = merge_chunks(store, lambda a, b: _joined([merge_top(_part(a, n), _part(b, n), k)
                                                        for n in range(len(layers))]))
@@ -266,10 +270,11 @@ def top_activations_of(model: Model | nn.Module, dataset: str | Path | ImageData
 
 def _result(model: Model, layer: str, info, channels: list[int] | None, top: dict[str, np.ndarray],
             failures: list[Failure]) -> TopActivations:
-    width = info.shape[-1] if len(info.shape) == 3 else 1
+    width = info.reading.grid[1] if info.reading is not None else 1
     units = np.stack([top["units"] // width, top["units"] % width], -1)
-    field = info.receptive_field if len(info.shape) == 3 else ReceptiveField.of_whole_image(model.input_size)
-    numbers = np.asarray(channels if channels is not None else range(info.shape[0]))
+    field = info.receptive_field if info.reading is not None and info.receptive_field is not None else \
+        ReceptiveField.of_whole_image(model.input_size)
+    numbers = np.asarray(channels if channels is not None else range(info.map_shape[0]))
     return TopActivations(layer, numbers, top["values"], top["images"], units, field, tuple(model.input_size), failures)
 
 
@@ -278,9 +283,9 @@ def _layer_info(model: Model, layer: str):
     if layer not in layers:
         raise unknown_choice("layer", layer, layers)
     info = layers[layer]
-    if len(info.shape) not in (1, 3):
+    if info.reading is None and len(info.shape) != 1:
         raise ConvscopeError(f"layer {layer!r} outputs {info.shape or 'no tensor'}; top activations need "
-                             f"(C, h, w) or (C,) outputs")
+                             f"(C, h, w) maps (or channels-last maps, or tokens on a grid) or (C,) vectors")
     return info
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from convscope.core.images import fit
+from convscope.core.sizes import size_rule, to_accepted
 from convscope.errors import ConvscopeError
 from convscope.models.labels import Labels
 
@@ -65,6 +66,13 @@ class Model:
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Resizes/crops ``(B, C, H, W)`` images to the input size and moves them to the device."""
         return fit(x, self.input_size).to(self.device)
+
+    def accepted(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` pixels resized (bilinear, differentiably) to a size the network takes: its
+        fixed size, or up to its minimum (see :mod:`convscope.core.sizes`); ``x`` itself at the input size."""
+        if tuple(x.shape[-2:]) == tuple(self.input_size):
+            return x
+        return to_accepted(x, size_rule(self.net, self.channels, self.input_size, self.device))
 
     def label(self, index: int) -> str:
         return self.labels.name(index) if self.labels else str(index)

@@ -224,7 +224,8 @@ def lbfgs(model: Model | nn.Module, x: torch.Tensor, *, target, steps: int = 50,
 def deepfool(model: Model | nn.Module, x: torch.Tensor, *, target=None, steps: int = 50, overshoot: float = 0.02,
              candidates: int = 10) -> Attack:
     """DeepFool (untargeted): repeatedly steps to the nearest boundary of the linearized model
-    among the ``candidates`` classes with the highest logits, overshooting by ``overshoot``."""
+    among the ``candidates`` classes with the highest logits (all others, for a model with fewer
+    classes), overshooting by ``overshoot``."""
     if target is not None:
         raise ConvscopeError("deepfool is untargeted: leave out --target, or use pgd, cw or lbfgs")
     if steps < 1:
@@ -233,7 +234,8 @@ def deepfool(model: Model | nn.Module, x: torch.Tensor, *, target=None, steps: i
     setup = _setup(model, x, None)
     labels = setup.labels
     with torch.no_grad():
-        rivals = probabilities(model, setup.original).topk(candidates + 1, -1).indices[:, 1:]
+        scores = probabilities(model, setup.original)
+        rivals = scores.topk(min(candidates + 1, scores.shape[-1]), -1).indices[:, 1:]
     total = torch.zeros_like(setup.original)
     used = 0
     for used in range(1, steps + 1):
