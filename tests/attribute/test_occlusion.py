@@ -365,3 +365,30 @@ def test_bad_arguments_are_refused(digits):
         occlusion(digits, x, 0, precision="float16")
     with pytest.raises(cs.ConvscopeError, match="at most the image side"):
         occlusion(digits, x, 0, patch=9)
+
+
+class _BatchOfOneInTheTrace(nn.Module):
+    """A group norm (its op carries the batch size) and a product with a constant of batch 1
+    (learned tokens, attention biases): ops whose recorded arguments fit only one image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.GroupNorm(2, 8)
+        self.tokens = nn.Parameter(torch.randn(1, 4, 8))
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        a = self.norm(self.conv(x)).flatten(2)               # (B, 8, h*w)
+        mixed = torch.bmm(self.tokens.expand(len(x), -1, -1), a)  # (B, 4, h*w); traced, the constant has batch 1
+        return self.head(torch.cat([mixed.mean(2), mixed.amax(2)], 1))
+
+
+def test_exact_occlusion_runs_ops_with_the_traces_batch_per_copy():
+    torch.manual_seed(0)
+    net = _BatchOfOneInTheTrace().eval()
+    x = torch.rand(1, 3, 24, 24)
+    exact = occlusion(net, x, 2, patch=8, stride=8).probabilities
+    brute = occlusion(net, x, 2, patch=8, stride=8, mode="brute").probabilities
+    torch.testing.assert_close(exact, brute, rtol=1e-4, atol=1e-6)
+    assert float(brute.max() - brute.min()) > 1e-4

@@ -118,3 +118,15 @@ def test_class_lookup_by_index_name_synonym_and_suggestion():
         labels.index("expresso")
     with pytest.raises(cs.ConvscopeError, match="out of range"):
         labels.index(1000)
+
+
+def test_architectures_without_weights_are_built_random_and_labelled_untrained():
+    pytest.importorskip("timm")  # torchvision and timm import here through tests/conftest.py's setup
+    first = cs.load_model("timm:convnext_atto=random", device="cpu")
+    again = cs.load_model("torchvision:resnet18=random", device="cpu")
+    assert "untrained" in first.name and "untrained" in again.name
+    assert first.input_size == (224, 224) and len(first.labels) == 1000
+    same = cs.load_model("timm:convnext_atto=random", device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(first.net.parameters(), same.net.parameters()))  # seeded
+    with pytest.raises(cs.ConvscopeError, match="comes with its own weights"):
+        cs.load_model("digits_cnn=random")

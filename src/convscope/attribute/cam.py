@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,7 +9,7 @@ from torch import nn
 from convscope.attribute.core import attribute, layer_gradient
 from convscope.core.maps import reading_of
 from convscope.core.objectives import Objective
-from convscope.core.summary import list_layers
+from convscope.core.summary import feature_maps
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
 
@@ -61,20 +59,9 @@ def guided_grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Object
 
 
 def last_spatial_layer(model: Model | nn.Module) -> str:
-    """The network's last feature map: the last module call, at the input size, whose output reads
-    as maps larger than 1x1 (convolutional, channels-last or tokens), leaving out calls that only
-    pass a map on or resample it (identities, dropouts, pools: VGG's ``avgpool``) and anything inside
-    attention (its weights, queries and keys are no feature map of the image). On a CNN that is its
-    last block; on a transformer, the last block's normalized tokens."""
-    spatial = [info.name for info in list_layers(model)
-               if info.reading is not None and max(info.reading.grid) > 1 and info.kind not in _PASSING
-               and not _ATTENTION.search(info.name)]
-    if not spatial:
+    """The network's last feature map (:func:`~convscope.core.summary.feature_maps`): on a CNN its last
+    block, on a transformer the last block's normalized tokens."""
+    maps = feature_maps(model)
+    if not maps:
         raise ConvscopeError("the model has no layer whose output reads as a spatial (C, h, w) map")
-    return spatial[-1]
-
-
-#: Modules that pass a map on unchanged or only resample it.
-_PASSING = frozenset({"Identity", "Dropout", "Dropout2d", "DropPath", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
-                      "AvgPool2d", "MaxPool2d", "Flatten", "Upsample"})
-_ATTENTION = re.compile(r"attn|attention", re.IGNORECASE)
+    return maps[-1].name

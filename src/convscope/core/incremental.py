@@ -370,7 +370,25 @@ class IncrementalInference:
             args = (args[0].contiguous(), _batched_shape(args[1], count), *args[2:])
         elif node.func in JOINS and not _joins_along_batch(args):  # a constant joined to the copies (a class
             args = ([t.expand(count, *t.shape[1:]) if t.shape[0] == 1 else t for t in args[0]], *args[1:])  # token)
-        return _activate(node, node.func(*args, **kwargs))
+        try:
+            return _activate(node, node.func(*args, **kwargs))
+        except RuntimeError:  # the op's arguments hold the trace's batch of 1 (a size, a constant operand)
+            return _activate(node, self._per_copy(node, states, count))
+
+    def _per_copy(self, node: _Node, states: list, count: int):
+        """The op run on each copy alone, with the arguments as recorded (so whatever it assumed of the
+        trace's batch of 1 holds), the results joined: exact for any op, at the cost of a loop. Each
+        state holds its copies outermost in its first dimension (see :func:`_batched_shape`)."""
+        def one(ref: _Ref, index: int) -> torch.Tensor:
+            state = _dense(_item(states[ref.node], ref.item), count)
+            rows = _item(self.nodes[ref.node].out, ref.item).shape[0]
+            return state[index * rows:(index + 1) * rows]
+        results = [node.func(*node.arguments(lambda ref: one(ref, index))[0], **node.arguments(
+            lambda ref: one(ref, index))[1]) for index in range(count)]
+        if isinstance(results[0], (tuple, list)):
+            return type(results[0])(torch.cat(parts) if isinstance(parts[0], torch.Tensor) else parts[0]
+                                    for parts in zip(*results))
+        return torch.cat(results)
 
 
     def _as_strided(self, node: _Node, dense: torch.Tensor, size, stride, offset: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -73,3 +74,20 @@ def _shape(output) -> tuple[int, ...]:
 def layer_names(model: Model | torch.nn.Module) -> list[str]:
     """The names :func:`list_layers` reports, in forward order."""
     return [info.name for info in list_layers(model)]
+
+
+def feature_maps(model: Model | torch.nn.Module) -> list[LayerInfo]:
+    """The calls whose outputs are feature maps of the image, in forward order: outputs that read as
+    maps larger than 1x1 (convolutional, channels-last or tokens), leaving out calls that only pass
+    a map on or resample it (identities, dropouts, pools such as VGG's ``avgpool``) and anything
+    inside attention (its weights, queries and keys are no map of the image). Squeeze-excitation
+    gates, 1x1, are not maps either. The defaults of Grad-CAM and style transfer are chosen here."""
+    return [info for info in list_layers(model)
+            if info.reading is not None and max(info.reading.grid) > 1 and info.kind not in _PASSING
+            and not _ATTENTION.search(info.name)]
+
+
+#: Modules that pass a map on unchanged or only resample it.
+_PASSING = frozenset({"Identity", "Dropout", "Dropout2d", "DropPath", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+                      "AvgPool2d", "MaxPool2d", "Flatten", "Upsample"})
+_ATTENTION = re.compile(r"attn|attention", re.IGNORECASE)

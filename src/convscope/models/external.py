@@ -19,16 +19,26 @@ PREFIXES = ("torchvision:", "timm:")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def build(spec: str, state: dict[str, torch.Tensor] | None) -> Model:
-    """Builds ``torchvision:NAME`` or ``timm:NAME``, with ``state`` or the library's weights."""
+#: The weights "file" that asks for the architecture alone, randomly initialized (seed 0).
+RANDOM = "random"
+
+
+def build(spec: str, state: dict[str, torch.Tensor] | str | None) -> Model:
+    """Builds ``torchvision:NAME`` or ``timm:NAME``, with ``state``, the library's weights, or, for
+    ``state`` :data:`RANDOM`, random ones (seeded; for receptive fields, layer tables and teaching:
+    the model's name says it is untrained)."""
     library, _, name = spec.partition(":")
     module = _import(library)
-    net = _torchvision(module, name, state) if library == "torchvision" else _timm(module, name, state)
-    net = with_weights(net, state, spec)
+    random = isinstance(state, str) and state == RANDOM
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        build_one = _torchvision if library == "torchvision" else _timm
+        net = build_one(module, name, {} if random else state)
+    net = with_weights(net, None if random else state, spec)
     mean, std, size = _preprocessing(net)
     classes = _classes(net)
     labels = imagenet_labels() if classes == 1000 else (Labels.numbered(classes) if classes else None)
-    return Model(net, spec, size, mean, std, labels)
+    return Model(net, f"{spec} (random weights, untrained)" if random else spec, size, mean, std, labels)
 
 
 def _import(library: str):
@@ -37,6 +47,10 @@ def _import(library: str):
     except ImportError:
         raise ConvscopeError(f"{library}: models need the optional package {library!r} "
                              f"(pip install 'convscope[{library}]')") from None
+    except Exception as error:  # installed, but its compiled part does not load (e.g. a CUDA-only wheel)
+        raise ConvscopeError(f"{library}: the package is installed but does not import here "
+                             f"({str(error).splitlines()[0][:120]}); install the build of torchvision that "
+                             f"matches this torch ({torch.__version__})") from None
 
 
 def _torchvision(models, name: str, state):
@@ -57,7 +71,8 @@ def _create(library: str, name: str, names: list[str], create):
     except Exception as e:
         raise ConvscopeError(f"{library}:{name}: its weights are not in the local cache and cannot be "
                              f"downloaded here ({str(e).splitlines()[0][:100]}); pass a weights file "
-                             f"as {library}:{name}=FILE") from None
+                             f"as {library}:{name}=FILE, or {library}:{name}={RANDOM} for the "
+                             f"architecture with random weights") from None
 
 
 def _preprocessing(net) -> tuple[tuple, tuple, tuple[int, int]]:

@@ -5,7 +5,8 @@ A model is named by a spec string:
 * ``efficientnet_lite0`` — a registered name (``convscope models`` lists them);
 * ``torchvision:resnet18`` / ``timm:resnet50`` — an architecture of those libraries, when installed;
 * ``NAME=weights.pth`` — any of the above with weights from a state-dict file;
-* ``weights.pth`` — a state-dict file whose keys fit one of the registered architectures.
+* ``weights.pth`` — a state-dict file whose keys fit one of the registered architectures;
+* ``timm:NAME=random`` — the architecture alone, with random weights (seeded), labelled untrained.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def load_model(spec: str | nn.Module | Model = DEFAULT_MODEL, *, weights: str | 
 
     Args:
         spec: a registered name, ``torchvision:NAME``, ``timm:NAME``, a weights file, or
-            ``NAME=FILE``; an ``nn.Module`` or :class:`Model` is passed through.
+            ``NAME=FILE`` (``NAME=random`` for a torchvision or timm architecture with random
+            weights); an ``nn.Module`` or :class:`Model` is passed through.
         weights: a state-dict file to load instead of the default weights.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
 
@@ -70,9 +72,16 @@ def load_model(spec: str | nn.Module | Model = DEFAULT_MODEL, *, weights: str | 
     target = resolve_device(device)
     if isinstance(spec, (nn.Module, Model)):
         return as_model(spec).to(target)
+    from convscope.models.external import PREFIXES, RANDOM
+
     name, _, file = str(spec).partition("=")
     weights = weights or (file or None)
-    if not file and _looks_like_file(name):
+    if weights == RANDOM:
+        if not name.startswith(PREFIXES):
+            raise ConvscopeError(f"random weights are for torchvision:NAME and timm:NAME architectures; {name!r} "
+                                 f"comes with its own weights")
+        model = _build(name, RANDOM)
+    elif not file and _looks_like_file(name):
         state = read_state_dict(name)
         name, weights = _architecture_of(state, name), None
         model = _build(name, state)

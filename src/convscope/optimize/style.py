@@ -27,7 +27,7 @@ from torch import nn
 
 from convscope.core.hooks import capture, frozen
 from convscope.core.images import resize
-from convscope.core.layers import conv_layers
+from convscope.core.summary import feature_maps
 from convscope.core.objectives import (
     Objective,
     feature_match,
@@ -53,8 +53,10 @@ class StyleLayers:
 
 def default_layers(model: Model | nn.Module) -> StyleLayers:
     """Layers for a model: Gatys et al.'s for VGG-19 (torchvision layout), tuned ones for the
-    EfficientNet family, and for any other network five convolutions spread over its depth
-    (content at the middle one)."""
+    EfficientNet family, and for any other network the output of each stage (each map size; the
+    last five), filled up to five with feature maps spread over its depth when it has fewer stages
+    (a vision transformer has one); content two thirds of the way down. Squeeze-excitation gates
+    and attention internals are never picked (:func:`~convscope.core.summary.feature_maps`)."""
     model = as_model(model)
     names = dict(model.net.named_modules())
     if "_blocks.8" in names and "_conv_stem" in names:
@@ -62,9 +64,13 @@ def default_layers(model: Model | nn.Module) -> StyleLayers:
                                          "_blocks.8": 1.0})
     if "features.29" in names and isinstance(names["features.28"], nn.Conv2d):  # VGG-19: relu1_1..relu5_1
         return StyleLayers("features.22", {f"features.{k}": 1.0 for k in (1, 6, 11, 20, 29)})
-    convs = conv_layers(model.net)
-    picks = [convs[round(k * (len(convs) - 1) / 4)] for k in range(5)]
-    return StyleLayers(picks[2], dict.fromkeys(picks, 1.0))
+    maps = [info.name for info in feature_maps(model)]
+    if not maps:
+        raise ConvscopeError("style transfer needs layers whose outputs are maps of the image; this model has none")
+    stages = list({info.reading.grid: info.name for info in feature_maps(model)}.values())  # each grid's last
+    spread = [maps[round(k * (len(maps) - 1) / 4)] for k in range(5)]
+    picks = sorted(set(stages[-5:]) | set(spread[:max(0, 5 - len(stages))]), key=maps.index)
+    return StyleLayers(picks[(2 * len(picks)) // 3], dict.fromkeys(picks, 1.0))
 
 
 def softmax_smoothing(a: torch.Tensor) -> torch.Tensor:

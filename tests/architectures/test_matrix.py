@@ -1,0 +1,167 @@
+"""Every method on real architectures (torchvision and timm, random weights): each either works,
+checked against an independent computation, or is refused in one line; the model is unchanged.
+
+The networks come from tests/architectures/zoo.py; torchvision imports on this CPU machine through
+the operator schemas that tests/conftest.py defines first (test setup only).
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convscope as cs
+from convscope.attribute.averaged import integrated_gradients, smooth_grad
+from convscope.attribute.cam import grad_cam, guided_grad_cam, last_spatial_layer
+from convscope.attribute.core import attribute
+from convscope.attribute.occlusion import occlusion
+from convscope.core.maps import reading_of
+from convscope.core.objectives import class_logit
+from convscope.inspect.codes import penultimate_layer
+from convscope.optimize.adversarial import attack
+from convscope.optimize.dream import dream
+from convscope.optimize.fooling import fool
+from convscope.optimize.invert import invert
+from convscope.optimize.style import stylize
+from convscope.optimize.visualize import visualize_channel, visualize_class
+from tests.architectures.zoo import ARCHITECTURES, Arch, build_model
+from tests.conftest import assert_unchanged, snapshot
+
+pytest.importorskip("torchvision")
+pytest.importorskip("timm")
+NAMES = [arch.name for arch in ARCHITECTURES]
+TARGET = 3
+
+
+@cache
+def model_of(name: str) -> cs.Model:
+    return build_model(next(arch for arch in ARCHITECTURES if arch.name == name))
+
+
+def arch_of(name: str) -> Arch:
+    return next(arch for arch in ARCHITECTURES if arch.name == name)
+
+
+def image(name: str, photo: str = "cat") -> torch.Tensor:
+    return cs.sample_image(photo, size=arch_of(name).size)
+
+
+def float64_gradient(model: cs.Model, x: torch.Tensor) -> torch.Tensor:
+    """The class logit's input gradient of the original network, in float64, by plain autograd."""
+    net = copy.deepcopy(model.net).double().eval()
+    x = x.double().requires_grad_(True)
+    mean = torch.tensor(model.mean, dtype=torch.float64).view(1, -1, 1, 1)
+    std = torch.tensor(model.std, dtype=torch.float64).view(1, -1, 1, 1)
+    (grad,) = torch.autograd.grad(net((x - mean) / std)[:, TARGET].sum(), x)
+    return grad
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value.double() - reference).norm() / reference.norm().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_through_the_fast_paths_equals_float64_autograd(name):
+    """Folding, channels-last and the rest may not drift further from the float64 gradient of the
+    original network than plain float32 autograd does (1e-3, or twice float32's own error)."""
+    model, x = model_of(name), image(name)
+    reference = float64_gradient(model, x)
+    plain = x.clone().requires_grad_(True)
+    (own,) = torch.autograd.grad(model(plain)[:, TARGET].sum(), plain)
+    got = attribute(model, x, class_logit(TARGET))
+    assert relative_error(got, reference) <= max(1e-3, 2 * relative_error(own, reference))
+
+
+def grad_cam_by_hand(model: cs.Model, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Grad-CAM from a hook on the original network and plain autograd: ``(B, H, W)``."""
+    captured = {}
+    module = dict(model.net.named_modules())[layer.split("@")[0]]
+
+    def keep(_, __, output):
+        captured["acts"] = output
+        return output.clone()  # the network's own in-place ops may follow the layer
+    handle = module.register_forward_hook(keep)
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    acts = captured["acts"]
+    (grad,) = torch.autograd.grad(logits[0, TARGET], acts)
+    reading = reading_of(acts.shape, x.shape[-2:])
+    assert max(reading.grid) > 1
+    maps, grads = reading.maps(acts.detach()), reading.maps(grad)
+    cam = torch.relu((grads.mean((2, 3), keepdim=True) * maps).sum(1, keepdim=True))
+    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def assert_grad_cam_by_hand(model: cs.Model, x: torch.Tensor, layer: str | None) -> None:
+    expected = grad_cam_by_hand(model, x, layer or last_spatial_layer(model))
+    got = grad_cam(model, x, class_logit(TARGET), layer)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-5 * float(expected.abs().max()) + 1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grad_cam_on_the_default_layer_equals_its_closed_form(name):
+    assert_grad_cam_by_hand(model_of(name), image(name), None)
+
+
+@pytest.mark.parametrize(("name", "layer"), [("tv-vgg16", "features.28"), ("tv-alexnet", "features.10"),
+                                             ("tv-resnet50", "layer4.2.bn3"), ("tv-mobilenet_v2", "features.18.1")])
+def test_grad_cam_on_a_layer_that_the_next_op_changes_in_place(name, layer):
+    """ReLU(inplace=True) after VGG's conv5_3, ``out += identity`` after ResNet's bn3."""
+    assert_grad_cam_by_hand(model_of(name), image(name), layer)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exact_occlusion_equals_brute_force(name):
+    model, x = model_of(name), image(name)
+    exact = occlusion(model, x, TARGET, patch=16, stride=16).probabilities
+    brute = occlusion(model, x, TARGET, patch=16, stride=16, mode="brute").probabilities
+    torch.testing.assert_close(exact, brute, rtol=1e-3, atol=1e-5)
+
+
+def every_method(model: cs.Model, x: torch.Tensor, layer: str) -> dict:
+    """Each public method once, on few steps: name -> a function of no arguments."""
+    objective = class_logit(TARGET)
+    return {
+        "activations": lambda: cs.activations(model, x, layer),
+        "filters": lambda: cs.filters(model).grid(),
+        "layers": lambda: cs.list_layers(model),
+        "deconvnet": lambda: attribute(model, x, objective, rule="deconvnet"),
+        "guided": lambda: attribute(model, x, objective, rule="guided"),
+        "gradcam++": lambda: grad_cam(model, x, objective, plus_plus=True),
+        "guided-gradcam": lambda: guided_grad_cam(model, x, objective),
+        "smoothgrad": lambda: smooth_grad(model, x, objective, samples=2),
+        "integrated-gradients": lambda: integrated_gradients(model, x, objective, steps=4, max_steps=4),
+        "occlusion-fast": lambda: occlusion(model, x, TARGET, patch=16, stride=16, mode="fast"),
+        "codes": lambda: cs.capture(model, model.net, x, [penultimate_layer(model)]),
+        "visualize-class": lambda: visualize_class(model, TARGET, steps=2),
+        "visualize-channel": lambda: visualize_channel(model, layer, [0, 1], steps=2),
+        "invert": lambda: invert(model, x, layer, steps=2),
+        "dream": lambda: dream(model, x, layer, octaves=2, steps=1),
+        "style": lambda: stylize(model, x, torch.rand_like(x), size=x.shape[-1], steps=1),
+        "fgsm": lambda: attack(model, x, "fgsm"),
+        "pgd": lambda: attack(model, x, "pgd", steps=2),
+        "deepfool": lambda: attack(model, x, "deepfool", steps=1),
+        "cw": lambda: attack(model, x, "cw", target=5, steps=2, searches=1),
+        "fooling": lambda: fool(model, [TARGET], pattern=True, steps=1, max_steps=1),
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_method_works_or_is_refused_in_one_line_and_the_model_is_unchanged(name):
+    model, x = model_of(name), image(name)
+    before = snapshot(model.net)
+    refused = {}
+    for method, run in every_method(model, x, last_spatial_layer(model)).items():
+        try:
+            run()
+        except cs.ConvscopeError as error:
+            refused[method] = str(error)
+    assert all("\n" not in reason for reason in refused.values())
+    assert set(refused) <= {"guided", "deconvnet", "guided-gradcam"}, refused  # only smooth activations refuse
+    assert_unchanged(before, model.net)
