@@ -21,6 +21,8 @@ from convscope.attribute.core import attribute
 from convscope.attribute.occlusion import occlusion
 from convscope.core.maps import reading_of
 from convscope.core.objectives import class_logit
+from convscope.core.summary import feature_maps
+from convscope.inspect.fields import clipped_box, gradient_support
 from convscope.inspect.codes import penultimate_layer
 from convscope.optimize.adversarial import attack
 from convscope.optimize.dream import dream
@@ -122,6 +124,33 @@ def test_exact_occlusion_equals_brute_force(name):
     exact = occlusion(model, x, TARGET, patch=16, stride=16).probabilities
     brute = occlusion(model, x, TARGET, patch=16, stride=16, mode="brute").probabilities
     torch.testing.assert_close(exact, brute, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_receptive_fields_equal_the_input_gradients_support(name):
+    """Through channel shuffles, permutes to channels-last and back, layer norms over channels and
+    linear layers on channels-last maps: a field is the support of the gradient, and one reported
+    whole is whole (a squeeze-excitation gate, global attention), except after windowed attention."""
+    model, arch = model_of(name), arch_of(name)
+    maps = feature_maps(model)
+    for info in maps[::max(1, len(maps) // 3)][:3]:
+        h, w = info.reading.grid
+        unit = (h // 2, w // 2)
+        support = gradient_support(model, info.name, unit)
+        if not info.receptive_field.whole:
+            box = clipped_box(info.receptive_field, unit, model.input_size)
+            if overlapping_max_pools(model):  # only each window's maximum passes a gradient: the support
+                assert box[:2] <= support[:2] and box[2:] >= support[2:], info.name  # may be smaller
+            else:
+                assert box == support, info.name
+        elif not arch.windowed:
+            assert support == (0, 0, arch.size - 1, arch.size - 1), info.name
+
+
+def overlapping_max_pools(model: cs.Model) -> bool:
+    pools = [m for m in model.net.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    return any(torch.nn.modules.utils._pair(p.kernel_size) > torch.nn.modules.utils._pair(p.stride or p.kernel_size)
+               for p in pools)
 
 
 def every_method(model: cs.Model, x: torch.Tensor, layer: str) -> dict:

@@ -24,6 +24,7 @@ class Arch:
     build: Callable[[], torch.nn.Module]
     size: int = 64
     fixed: bool = False  # the network accepts only its own input size
+    windowed: bool = False  # attention within windows (Swin): fields after it are reported whole, but are not
 
 
 def _tv(name: str, **kwargs) -> Callable[[], torch.nn.Module]:
@@ -67,7 +68,7 @@ ARCHITECTURES = [
     Arch("tv-regnet_y_400mf", _tv("regnet_y_400mf")),
     Arch("tv-convnext_tiny", _tv("convnext_tiny")),
     Arch("tv-vit", _tv_vit, fixed=True),
-    Arch("tv-swin", _tv_swin),
+    Arch("tv-swin", _tv_swin, windowed=True),
     Arch("timm-resnet26d", _timm("resnet26d")),
     Arch("timm-densenet121", _timm("densenet121")),
     Arch("timm-inception_v3", _timm("inception_v3"), size=80),
@@ -79,7 +80,7 @@ ARCHITECTURES = [
     Arch("timm-vit_tiny", _timm("vit_tiny_patch16_224", img_size=64, depth=2), fixed=True),
     Arch("timm-deit_tiny_distilled", _timm("deit_tiny_distilled_patch16_224", img_size=64, depth=2), fixed=True),
     Arch("timm-swin_tiny", _timm("swin_tiny_patch4_window7_224", img_size=64, window_size=4, depths=(1, 1, 1, 1),
-                                 embed_dim=24), fixed=True),
+                                 embed_dim=24), fixed=True, windowed=True),
 ]
 
 

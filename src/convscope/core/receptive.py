@@ -12,6 +12,7 @@ all accounted for.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -96,13 +97,61 @@ def _pair(value) -> tuple[int, int]:
     return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
 
 
+@dataclass(frozen=True)
+class _Axes:
+    """Where a tensor's two spatial axes lie: axis ``k`` has ``sizes[k]`` units, stepping through
+    dimension ``dims[k]`` every ``inner[k]`` indices (``inner`` > 1 once a view merged it with the
+    axes after it: ``(B, H*W, C)`` tokens, ``(B*H*W, C)`` rows of a linear layer)."""
+
+    dims: tuple[int, int]
+    inner: tuple[int, int]
+    sizes: tuple[int, int]
+
+    @property
+    def standard(self) -> bool:
+        """NCHW's last two dimensions, where convolutions and pools act."""
+        return self.dims == (2, 3) and self.inner == (1, 1)
+
+    def permuted(self, order) -> "_Axes":
+        order = [d % len(order) for d in order]
+        return _Axes(tuple(order.index(d) for d in self.dims), self.inner, self.sizes)
+
+    def viewed(self, before: tuple[int, ...], after: tuple[int, ...]) -> "_Axes | None":
+        """The axes after a view from shape ``before`` to ``after`` (row-major), None when lost."""
+        dims, inner = [], []
+        for dim, step, size in zip(self.dims, self.inner, self.sizes):
+            stride = step * math.prod(before[dim + 1:])  # elements between neighbouring units, row-major
+            for target in range(len(after)):
+                below = math.prod(after[target + 1:])
+                if stride % below == 0 and stride // below * size <= after[target] and \
+                        after[target] % (stride // below * size) == 0:
+                    dims.append(target)
+                    inner.append(stride // below)
+                    break
+            else:
+                return None
+        return _Axes(tuple(dims), tuple(inner), self.sizes)
+
+
+_SAME_LAYOUT = {aten.clone.default, aten.contiguous.default, aten._to_copy.default, aten.alias.default,
+                aten.detach.default, aten.expand.default, aten.lift_fresh.default}
+_VIEWS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default}
+
+
 class ReceptiveFieldTracer(EagerTracer):
-    """Dispatch mode that maps every tensor computed from ``x`` to its :class:`ReceptiveField`."""
+    """Dispatch mode that maps every tensor computed from ``x`` to its :class:`ReceptiveField`.
+
+    Besides the field it follows where each tensor's spatial axes are, through permutes,
+    transposes and views (channels-last stages, a channel shuffle's split and merge of channels,
+    tokens), so that channel-wise ops (LayerNorm over channels, linear layers on channels-last
+    maps) keep the field, and only ops that mix positions (pooling over space, attention, a norm
+    over space) make units see the whole image."""
 
     def __init__(self, x: torch.Tensor) -> None:
         super().__init__()
         self.image_size = tuple(x.shape[-2:])
         self._fields: dict[int, ReceptiveField] = {id(x): ReceptiveField(Axis(1, 1, 0), Axis(1, 1, 0))}
+        self._axes: dict[int, _Axes] = {id(x): _Axes((2, 3), (1, 1), tuple(x.shape[-2:]))}
         self._alive: list[torch.Tensor] = [x]  # keeps ids unique while tracing
 
     def field(self, tensor: torch.Tensor) -> ReceptiveField | None:
@@ -111,19 +160,40 @@ class ReceptiveFieldTracer(EagerTracer):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = [self._fields[id(a)] for a in _tensors(args) if id(a) in self._fields]
-        if inputs:
-            rf = self._propagate(func, args, inputs, out)
+        carriers = [a for a in _tensors(args) if id(a) in self._fields]
+        if carriers:
+            rf, axes = self._propagate(func, args, carriers, out)
             for tensor in _tensors(out if isinstance(out, (tuple, list)) else (out,)):
                 self._fields[id(tensor)] = rf
+                if axes is not None:
+                    self._axes[id(tensor)] = axes
                 self._alive.append(tensor)
         return out
 
-    def _propagate(self, func, args, inputs: list[ReceptiveField], out) -> ReceptiveField:
+    def _propagate(self, func, args, carriers: list[torch.Tensor], out) -> tuple[ReceptiveField, _Axes | None]:
         first = out[0] if isinstance(out, (tuple, list)) else out
-        rf = inputs[0]
-        if rf.whole or first.dim() != 4:
+        source = carriers[0]
+        rf, axes = self._fields[id(source)], self._axes.get(id(source))
+        if rf.whole or axes is None:
             return self._whole()
+        if func in (aten.permute.default, aten.transpose.int, aten.t.default):
+            return rf, axes.permuted(_order(func, args, source.dim()))
+        if func in _VIEWS:
+            moved = axes.viewed(tuple(source.shape), tuple(first.shape))
+            return (rf, moved) if moved is not None else self._whole()
+        if func in _SAME_LAYOUT and first.shape == source.shape:
+            return rf, axes
+        if func is aten.native_layer_norm.default:  # normalizes over the last dimensions only
+            return (rf, axes) if min(axes.dims) < source.dim() - len(args[1]) else self._whole()
+        if func in (aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default):
+            return self._matmul(func, args, first)
+        if axes.standard and first.dim() == 4:
+            window = self._window(func, args, rf)
+            if window is not None:
+                return window, _Axes((2, 3), (1, 1), tuple(first.shape[-2:]))
+        return self._same_positions(carriers, first)
+
+    def _window(self, func, args, rf: ReceptiveField) -> ReceptiveField | None:
         if func is aten.convolution.default and not args[6]:
             return _window(rf, args[1].shape[-2:], args[3], args[4], args[5])
         if func in (aten.max_pool2d_with_indices.default, aten.max_pool2d.default):
@@ -133,21 +203,51 @@ class ReceptiveFieldTracer(EagerTracer):
         if func is aten.constant_pad_nd.default:
             pad = list(args[1]) + [0, 0, 0, 0]
             return ReceptiveField(rf.height.shift(pad[2]), rf.width.shift(pad[0]))
-        carriers = [t for t in _tensors(args) if id(t) in self._fields]
-        if all(t.dim() == 4 and t.shape[-2:] == first.shape[-2:] for t in carriers):
-            return self._union(inputs)
-        return self._whole()
+        return None
+
+    def _matmul(self, func, args, out: torch.Tensor) -> tuple[ReceptiveField, _Axes | None]:
+        """A product over the last dimension of its (first) operand keeps the positions of the others:
+        a linear layer on channels-last maps or token rows; a product with another input-dependent
+        operand (attention) mixes positions."""
+        operands = [a for a in args if isinstance(a, torch.Tensor)]
+        left, right = (operands[-2], operands[-1])
+        if id(right) in self._fields or id(left) not in self._fields:
+            return self._whole()
+        axes = self._axes.get(id(left))
+        if axes is None or left.dim() - 1 in axes.dims:
+            return self._whole()
+        return self._fields[id(left)], axes
+
+    def _same_positions(self, carriers: list[torch.Tensor], out: torch.Tensor) -> tuple[ReceptiveField, _Axes | None]:
+        """Element-wise ops (residual sums, gates, channel-wise norms) and joins along channels: the
+        union of the inputs' fields, when every input has its positions where the output has them."""
+        axes = self._axes.get(id(carriers[0]))
+        alike = all(self._axes.get(id(t)) == axes and t.dim() == out.dim() and
+                    all(t.shape[d] == out.shape[d] for d in axes.dims) for t in carriers)
+        if not alike:
+            return self._whole()
+        return self._union([self._fields[id(t)] for t in carriers]), axes
 
     def _union(self, fields: list[ReceptiveField]) -> ReceptiveField:
         height, width = fields[0].height, fields[0].width
         for rf in fields[1:]:
             if rf.whole or rf.jump != (height.jump, width.jump):
-                return self._whole()
+                return ReceptiveField.of_whole_image(self.image_size)
             height, width = height.union(rf.height), width.union(rf.width)
         return ReceptiveField(height, width)
 
-    def _whole(self) -> ReceptiveField:
-        return ReceptiveField.of_whole_image(self.image_size)
+    def _whole(self) -> tuple[ReceptiveField, None]:
+        return ReceptiveField.of_whole_image(self.image_size), None
+
+
+def _order(func, args, dims: int) -> list[int]:
+    """The dimension order a permute, transpose or ``t`` produces."""
+    if func is aten.permute.default:
+        return list(args[1])
+    order = list(range(dims))
+    first, second = (args[1] % dims, args[2] % dims) if func is aten.transpose.int else (0, 1)
+    order[first], order[second] = order[second], order[first]
+    return order
 
 
 def _arg(args, index: int, default):

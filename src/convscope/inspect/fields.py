@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from convscope.core.maps import reading_of
 from convscope.core.hooks import Probe, frozen
 from convscope.core.receptive import ReceptiveField
 from convscope.core.render import Picture, draw_boxes, picture
@@ -31,8 +32,8 @@ def gradient_support(model: Model | nn.Module, layer: str, unit: tuple[int, int]
                      seed: int = 0) -> tuple[int, int, int, int]:
     """The input pixels that can change one output position: the empirical receptive field.
 
-    The gradient of the position's channel sum w.r.t. random input images is taken
-    ``trials`` times; pixels with a nonzero gradient in any trial form the support.
+    The gradient of a random combination of the position's channels w.r.t. random input images
+    is taken ``trials`` times; pixels with a nonzero gradient in any trial form the support.
 
     Returns:
         ``(top, left, bottom, right)`` inclusive bounding box of the support, in input pixels.
@@ -45,8 +46,13 @@ def gradient_support(model: Model | nn.Module, layer: str, unit: tuple[int, int]
     x.requires_grad_(True)
     net = copy.deepcopy(model.net).double()  # float64 so no tiny gradient underflows to zero
     with frozen(net), Probe(net, [layer], stop_early=True) as probe:
-        acts = probe.forward(net, x)[layer]
-        (grad,) = torch.autograd.grad(acts[:, :, unit[0], unit[1]].sum(), x)
+        output = probe.forward(net, x)[layer]
+        reading = reading_of(output.shape, (h, w))
+        if reading is None:
+            raise ConvscopeError(f"layer {layer!r} gives {tuple(output.shape[1:])}, which does not read as maps")
+        units = reading.maps(output)[:, :, unit[0], unit[1]]
+        weights = torch.randn(units.shape[1], generator=generator, dtype=units.dtype).to(units.device)
+        (grad,) = torch.autograd.grad((units * weights).sum(), x)  # not the plain sum: a layer norm's is constant
     rows, cols = torch.nonzero(grad.abs().sum(dim=(0, 1)) > 0, as_tuple=True)
     if rows.numel() == 0:
         raise ConvscopeError(f"no input pixel changes {layer} at {unit}")
