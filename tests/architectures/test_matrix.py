@@ -19,11 +19,14 @@ from convscope.attribute.averaged import integrated_gradients, smooth_grad
 from convscope.attribute.cam import grad_cam, guided_grad_cam, last_spatial_layer
 from convscope.attribute.core import attribute
 from convscope.attribute.occlusion import occlusion
+from convscope.attribute.rollout import attention_rollout
 from convscope.core.maps import reading_of
 from convscope.core.objectives import class_logit
 from convscope.core.summary import feature_maps
 from convscope.inspect.fields import clipped_box, gradient_support
+from convscope.data.datasets import open_dataset
 from convscope.inspect.codes import penultimate_layer
+from convscope.inspect.top_patches import top_activations
 from convscope.optimize.adversarial import attack
 from convscope.optimize.dream import dream
 from convscope.optimize.fooling import fool
@@ -153,7 +156,7 @@ def overlapping_max_pools(model: cs.Model) -> bool:
                for p in pools)
 
 
-def every_method(model: cs.Model, x: torch.Tensor, layer: str) -> dict:
+def every_method(model: cs.Model, x: torch.Tensor, layer: str, folder) -> dict:
     """Each public method once, on few steps: name -> a function of no arguments."""
     objective = class_logit(TARGET)
     return {
@@ -168,6 +171,9 @@ def every_method(model: cs.Model, x: torch.Tensor, layer: str) -> dict:
         "integrated-gradients": lambda: integrated_gradients(model, x, objective, steps=4, max_steps=4),
         "occlusion-fast": lambda: occlusion(model, x, TARGET, patch=16, stride=16, mode="fast"),
         "codes": lambda: cs.capture(model, model.net, x, [penultimate_layer(model)]),
+        "top-activations": lambda: top_activations(model, "photos:2", folder, layer=layer, channels=[0, 1], k=2,
+                                                   progress=False).patch(open_dataset("photos:2"), 1, 0),
+        "attention-rollout": lambda: attention_rollout(model, x),
         "visualize-class": lambda: visualize_class(model, TARGET, steps=2),
         "visualize-channel": lambda: visualize_channel(model, layer, [0, 1], steps=2),
         "invert": lambda: invert(model, x, layer, steps=2),
@@ -182,15 +188,18 @@ def every_method(model: cs.Model, x: torch.Tensor, layer: str) -> dict:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_method_works_or_is_refused_in_one_line_and_the_model_is_unchanged(name):
+def test_every_method_works_or_is_refused_in_one_line_and_the_model_is_unchanged(name, tmp_path):
     model, x = model_of(name), image(name)
     before = snapshot(model.net)
     refused = {}
-    for method, run in every_method(model, x, last_spatial_layer(model)).items():
+    for method, run in every_method(model, x, last_spatial_layer(model), tmp_path).items():
         try:
             run()
         except cs.ConvscopeError as error:
             refused[method] = str(error)
     assert all("\n" not in reason for reason in refused.values())
-    assert set(refused) <= {"guided", "deconvnet", "guided-gradcam"}, refused  # only smooth activations refuse
+    rollout = {"attention-rollout"} if "vit" in name or "deit" in name else set()  # global attention only
+    assert set(refused) - rollout <= {"guided", "deconvnet", "guided-gradcam", "attention-rollout"}, refused
+    assert all("use" in reason for reason in refused.values())  # each says what to use instead
+    assert not rollout & set(refused)
     assert_unchanged(before, model.net)

@@ -32,7 +32,7 @@ def grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, la
     model = as_model(model)
     layer = layer or last_spatial_layer(model)
     acts, grad = layer_gradient(model, x, objective, layer)
-    reading = reading_of(acts.shape, tuple(model.accepted(x[:1]).shape[-2:]))
+    reading = reading_of(acts.shape, tuple(x.shape[-2:]))  # the aspect ratio decides: any resize keeps it
     if reading is None:
         raise ConvscopeError(f"Grad-CAM needs a layer whose output reads as (C, h, w) maps; {layer!r} gives "
                              f"{tuple(acts.shape[1:])}; the default is {last_spatial_layer(model)!r}")

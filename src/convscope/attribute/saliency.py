@@ -11,6 +11,7 @@ from torch import nn
 from convscope.attribute.averaged import integrated_gradients, smooth_grad
 from convscope.attribute.cam import grad_cam, guided_grad_cam
 from convscope.attribute.core import attribute
+from convscope.attribute.rollout import attention_rollout
 from convscope.attribute.targets import objective_for
 from convscope.core.objectives import Objective
 from convscope.core.render import Picture, overlay, picture, side_by_side
@@ -32,6 +33,7 @@ METHODS: dict[str, Callable] = {
     "guided-gradcam": lambda model, x, objective, layer: guided_grad_cam(model, x, objective, layer),
     "smoothgrad": lambda model, x, objective, layer: smooth_grad(model, x, objective),
     "integrated-gradients": lambda model, x, objective, layer: integrated_gradients(model, x, objective),
+    "attention-rollout": lambda model, x, objective, layer: attention_rollout(model, x),
 }
 #: Methods whose raw output is best seen as a colored image of the gradient itself.
 COLOR_METHODS = ("deconvnet", "guided", "guided-gradcam")

@@ -26,8 +26,10 @@ def read(model: Model, x: torch.Tensor, objective: Objective, *, leaves: Sequenc
     layers = [layer for layer in objective.layers if layer not in (OUTPUT, INPUT)]
     if not layers and OUTPUT not in objective.layers and not leaves:
         return {INPUT: x}
-    with Probe(model.net, layers, stop_early=OUTPUT not in objective.layers, leaves=leaves) as probe:
-        acts = probe.forward(model, model.accepted(x))
+    def forward(seen: torch.Tensor) -> dict[str, torch.Tensor]:
+        with Probe(model.net, layers, stop_early=OUTPUT not in objective.layers, leaves=leaves) as probe:
+            return probe.forward(model, seen)
+    acts = model.run_accepted(forward, x)  # the hooks are off while a refused size is looked into
     acts[INPUT] = x
     return acts
 

@@ -7,8 +7,8 @@ tiles, style transfer at its own resolution — hand the network an image it acc
 (bilinear, differentiably) to the fixed size, or up to the minimum keeping the aspect ratio.
 Gradients flow back through the resize to the image's own pixels.
 
-The rule is found by trying blank images (a few forwards at small sizes, once per network) and
-only when an image of another size than the model's input size comes along.
+The rule is found by trying blank images (a few forwards at small sizes, once per network), and
+only for a network that has refused an image: the others never pay for it.
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ ANY_SIZE = SizeRule(None, 1)
 _RULES: weakref.WeakKeyDictionary[nn.Module, SizeRule] = weakref.WeakKeyDictionary()
 
 
+def known_rule(net: nn.Module) -> SizeRule | None:
+    """The rule found for ``net`` earlier, if any (see :func:`size_rule`)."""
+    return _RULES.get(net)
+
+
 def size_rule(net: nn.Module, channels: int, input_size: tuple[int, int], device: torch.device) -> SizeRule:
     """The :class:`SizeRule` of ``net`` (taking ``channels``-channel images, trained at ``input_size``).
 
@@ -71,7 +76,7 @@ def _probe(net: nn.Module, channels: int, input_size: tuple[int, int], device: t
             return SizeRule(None, 1)
         if not works(high):
             return ANY_SIZE
-        if not works(high - 1) and not works(high + 16):
+        if not works(high + 16):  # a fixed size (or a narrow set around it): the input size is safe
             return SizeRule(tuple(input_size), high)
         while high - low > 1:  # works(high), not works(low)
             middle = (low + high) // 2

@@ -75,9 +75,9 @@ def activations(model: Model | nn.Module, x: torch.Tensor, layer: str) -> Activa
     """
     model = as_model(model)
     x = x.to(model.device)
-    seen = model.accepted(x)
     with frozen(model.net), torch.no_grad():
-        output = capture(model, model.net, seen, [layer], detach=True)[layer]
+        seen, output = model.run_accepted(lambda seen: (seen, capture(model, model.net, seen, [layer],
+                                                                      detach=True)[layer]), x)
     maps = as_maps(output, tuple(seen.shape[-2:]))
     if maps is None:
         raise ConvscopeError(f"layer {layer!r} gives shape {tuple(output.shape[1:])}, not (C, h, w) maps (nor "

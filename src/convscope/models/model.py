@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from convscope.core.images import fit
-from convscope.core.sizes import size_rule, to_accepted
+from convscope.core.sizes import known_rule, size_rule, to_accepted
 from convscope.errors import ConvscopeError
 from convscope.models.labels import Labels
+
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -67,12 +70,27 @@ class Model:
         """Resizes/crops ``(B, C, H, W)`` images to the input size and moves them to the device."""
         return fit(x, self.input_size).to(self.device)
 
-    def accepted(self, x: torch.Tensor) -> torch.Tensor:
+    def accepted(self, x: torch.Tensor, *, refused: bool = False) -> torch.Tensor:
         """``(B, C, H, W)`` pixels resized (bilinear, differentiably) to a size the network takes: its
-        fixed size, or up to its minimum (see :mod:`convscope.core.sizes`); ``x`` itself at the input size."""
+        fixed size, or up to its minimum (see :mod:`convscope.core.sizes`), once the network has
+        refused an image (``refused``: it just did); ``x`` itself at the input size."""
         if tuple(x.shape[-2:]) == tuple(self.input_size):
             return x
-        return to_accepted(x, size_rule(self.net, self.channels, self.input_size, self.device))
+        rule = size_rule(self.net, self.channels, self.input_size, self.device) if refused else known_rule(self.net)
+        return x if rule is None else to_accepted(x, rule)
+
+    def run_accepted(self, run: Callable[[torch.Tensor], Result], x: torch.Tensor) -> Result:
+        """``run(self.accepted(x))``; when the network refuses that image, once more at a size it takes."""
+        seen = self.accepted(x)
+        try:
+            return run(seen)
+        except ConvscopeError:
+            raise
+        except Exception:  # the user's network refused this size: find the sizes it takes
+            again = self.accepted(x, refused=True)
+            if again.shape == seen.shape:
+                raise
+            return run(again)
 
     def label(self, index: int) -> str:
         return self.labels.name(index) if self.labels else str(index)

@@ -107,7 +107,7 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
     @app.get("/api/layers", tags=["model"])
     def layers() -> list[dict]:
         """Every layer: name, type, output shape, parameters and receptive field (size, jump, start)."""
-        return [{"name": info.name, "kind": info.kind, "shape": list(info.shape), "parameters": info.parameters,
+        return [{"name": info.name, "kind": info.kind, "shape": list(info.map_shape), "parameters": info.parameters,
                  "receptive_field": None if info.receptive_field is None or info.receptive_field.whole else
                  {"size": info.receptive_field.size[0], "jump": info.receptive_field.jump[0],
                   "start": info.receptive_field.start[0]}} for info in explorer.layers]

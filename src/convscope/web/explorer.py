@@ -80,7 +80,7 @@ class Explorer:
         raise unknown_choice("layer", layer, [info.name for info in self.layers])
 
     def check_channel(self, layer: str, channel: int) -> None:
-        shape = self.check_layer(layer).shape
+        shape = self.check_layer(layer).map_shape
         count = shape[0] if shape else 0
         if not 0 <= channel < count:
             raise ConvscopeError(f"channel {channel} is out of range for layer {layer!r}; accepted: 0..{count - 1}")
@@ -92,9 +92,9 @@ class Explorer:
     def maps(self, image_id: str, layer: str) -> Activations:
         """The layer's activations for the image (the last few are cached)."""
         info = self.check_layer(layer)
-        if len(info.shape) != 3:
+        if info.reading is None:
             raise ConvscopeError(f"layer {layer!r} outputs {info.shape}, not (C, h, w) maps; pick a convolutional "
-                                 f"layer")
+                                 f"layer or a transformer block")
         key = (image_id, layer)
         x = self.fitted(image_id)
         with self._lock:
