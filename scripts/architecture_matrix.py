@@ -1,4 +1,4 @@
-"""Prints the architecture matrix as a Markdown table: architecture x method, ok or refused (why).
+"""Prints the architecture matrix as a Markdown table: for each architecture, the methods refused and why.
 
 Runs every method of tests/architectures on each network of tests/architectures/zoo.py (random
 weights, small inputs), the same calls as the test, and times each architecture:
@@ -24,27 +24,37 @@ from tests.architectures.test_matrix import NAMES, every_method, image, model_of
 
 
 def row(name: str) -> tuple[dict[str, str], float]:
+    """``({method: refusal message}, seconds)``: the methods refused on this architecture, and the time
+    every method took together (those not listed worked)."""
     start = time.perf_counter()
     model, x = model_of(name), image(name)
-    cells = {}
+    refused = {}
     with tempfile.TemporaryDirectory() as folder:
         for method, run in every_method(model, x, last_spatial_layer(model), folder).items():
             try:
                 run()
-                cells[method] = "ok"
             except ConvscopeError as error:
-                cells[method] = "refused: " + str(error).split(";")[0].removeprefix("the ")[:60]
-    return cells, time.perf_counter() - start
+                refused[method] = str(error)
+    return refused, time.perf_counter() - start
+
+
+def reasons(refused: dict[str, str]) -> str:
+    """The refused methods grouped by their message, shortened to its first clause."""
+    groups: dict[str, list[str]] = {}
+    for method, message in refused.items():
+        clauses = message.split(";")
+        why = next((c for c in clauses if " uses " in c), clauses[0]).split(", which")[0].strip()
+        groups.setdefault(why.removeprefix("this model ").removeprefix("attention rollout "), []).append(method)
+    return "; ".join(f"{', '.join(methods)}: {why}" for why, methods in groups.items()) or "none"
 
 
 def main() -> None:
     warnings.filterwarnings("ignore")
-    rows = {name: row(name) for name in NAMES}
-    methods = list(next(iter(rows.values()))[0])
-    print("| architecture | seconds | " + " | ".join(methods) + " |")
-    print("|---|---|" + "---|" * len(methods))
-    for name, (cells, seconds) in rows.items():
-        print(f"| {name} | {seconds:.1f} | " + " | ".join(cells[m] for m in methods) + " |")
+    print("| architecture | seconds, all methods | refused, with the reason (every other method works) |")
+    print("|---|---|---|")
+    for name in NAMES:
+        refused, seconds = row(name)
+        print(f"| {name} | {seconds:.1f} | {reasons(refused)} |", flush=True)
 
 
 if __name__ == "__main__":
