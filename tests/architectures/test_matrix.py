@@ -156,6 +156,25 @@ def overlapping_max_pools(model: cs.Model) -> bool:
                for p in pools)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_codes_are_what_the_classifier_reads(name):
+    """However the network reaches its classifier (a module's output, or functional calls such as
+    DenseNet's relu and pooling: then the classifier's own input, ``NAME:input``)."""
+    model, x = model_of(name), image(name)
+    classifier = [m for m in model.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    seen = []
+    handle = classifier.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    layer = penultimate_layer(model)
+    with torch.no_grad():
+        code = cs.capture(model, model.net, x, [layer])[layer]
+    torch.testing.assert_close(code.reshape(seen[-1].shape), seen[-1])
+
+
 def every_method(model: cs.Model, x: torch.Tensor, layer: str, folder) -> dict:
     """Each public method once, on few steps: name -> a function of no arguments."""
     objective = class_logit(TARGET)

@@ -52,7 +52,8 @@ class Codes:
 
 
 def penultimate_layer(model: Model | nn.Module) -> str:
-    """The layer whose output the last linear layer reads, found in one forward of a random image:
+    """The layer whose output the last linear layer (or 1x1 convolution on a 1x1 map) reads, found in
+    one forward of a random image:
     the last module call before it whose output holds exactly that input (``avgpool``, a dropout);
     where the network computes it with functional calls (DenseNet's ``relu`` and pooling, a
     transformer's class-token pick), the linear layer's own input, ``NAME:input``.
@@ -64,7 +65,7 @@ def penultimate_layer(model: Model | nn.Module) -> str:
     x = torch.rand(1, model.channels, *model.input_size, generator=torch.Generator().manual_seed(0))
     with frozen(model.net), torch.no_grad(), trace_calls(model.net) as calls:
         model(x.to(model.device))
-        linear = [i for i, call in enumerate(calls) if isinstance(call.module, nn.Linear) and call.inputs]
+        linear = [i for i, call in enumerate(calls) if _classifier(call) and call.inputs]
         if linear:
             classifier = calls[linear[-1]]
             code = classifier.inputs[0]
@@ -77,6 +78,14 @@ def penultimate_layer(model: Model | nn.Module) -> str:
     names = [call.name for call in calls]
     raise ConvscopeError("the model has no final linear layer to take codes before; name a layer "
                          f"(valid: {', '.join(names[-8:])} ...)")
+
+
+def _classifier(call) -> bool:
+    """A linear layer, or a 1x1 convolution on a 1x1 map (DLA's and SqueezeNet-style heads)."""
+    if isinstance(call.module, nn.Linear):
+        return True
+    return isinstance(call.module, nn.Conv2d) and call.module.kernel_size == (1, 1) and \
+        isinstance(call.output, torch.Tensor) and call.output.dim() == 4 and call.output.shape[-2:] == (1, 1)
 
 
 def pooled(output: torch.Tensor) -> torch.Tensor:
