@@ -38,6 +38,8 @@ METHODS: dict[str, Callable] = {
 #: Methods whose raw output is best seen as a colored image of the gradient itself.
 COLOR_METHODS = ("deconvnet", "guided", "guided-gradcam")
 CAM_METHODS = ("gradcam", "gradcam++", "guided-gradcam")
+#: Methods for networks that compute attention (refused on the others).
+TRANSFORMER_METHODS = ("attention-rollout",)
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from convscope.attribute.occlusion import occlusion
-from convscope.attribute.saliency import METHODS, saliency
+from convscope.attribute.rollout import attention_maps
+from convscope.attribute.saliency import METHODS, TRANSFORMER_METHODS, saliency
 from convscope.attribute.sanity import sanity_check
 from convscope.attribute.segment import segment
 from convscope.core.metrics import ssim
@@ -21,7 +22,9 @@ def attribute_shots(context: TourContext) -> list[Shot]:
     model = context.model
     cat = sample_image("cat", size=model.input_size)
     coffee = sample_image("coffee", size=model.input_size)
-    shots = [Shot(SECTION, f"{method} (cat)", _method(model, cat, method)) for method in METHODS]
+    transformer = bool(attention_maps(model, cat))  # attention rollout only where there is attention
+    shots = [Shot(SECTION, f"{method} (cat)", _method(model, cat, method)) for method in METHODS
+             if transformer or method not in TRANSFORMER_METHODS]
     shots.append(Shot(SECTION, "guided (coffee)", _method(model, coffee, "guided")))
     shots.append(Shot(SECTION, "Grad-CAM (coffee)", _method(model, coffee, "gradcam")))
     shots.append(Shot(SECTION, "Occlusion exact vs fast (coffee)", lambda: _occlusion(model, coffee)))

@@ -93,7 +93,7 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
         """The model's name, input size, device and number of classes."""
         return {"name": model.name, "input_size": list(model.input_size), "device": str(model.device),
                 "classes": len(model.labels) if model.labels else None, "samples": list(SAMPLES),
-                "styles": list(STYLES), "attributions": list(tasks.ATTRIBUTIONS),
+                "styles": list(STYLES), "attributions": explorer.attributions,
                 "top_activations": None if explorer.top is None else
                 {"layer": explorer.top.layer, "channels": explorer.top.channels.tolist(),
                  "k": int(explorer.top.images.shape[1])}}

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from convscope.attribute.rollout import attention_maps
+from convscope.attribute.saliency import TRANSFORMER_METHODS
 from convscope.core.images import fit
 from convscope.core.layers import resolve
 from convscope.core.render import Picture, picture
@@ -22,6 +24,7 @@ from convscope.models.model import Model
 from convscope.web.batcher import Batcher
 from convscope.web.jobs import JobQueue
 from convscope.web.store import ImageStore
+from convscope.web.tasks import ATTRIBUTIONS
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class Explorer:
     def __init__(self, model: Model, *, index: str | Path | None = None, settings: Settings = Settings()) -> None:
         self.model, self.settings = model, settings
         self.layers: list[LayerInfo] = list_layers(model)
+        blank = torch.zeros(1, model.channels, *model.input_size, device=model.device)
+        #: The attribution methods the page offers: attention rollout only for a network with attention.
+        self.attributions = [m for m in ATTRIBUTIONS if m not in TRANSFORMER_METHODS or attention_maps(model, blank)]
         self.store = ImageStore(settings.images)
         self.jobs = JobQueue(model, workers=settings.workers, capacity=settings.queue, seconds=settings.job_seconds)
         self.index_folder = Path(index) if index else None
