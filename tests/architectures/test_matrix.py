@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 import convscope as cs
 from convscope.attribute.averaged import integrated_gradients, smooth_grad
-from convscope.attribute.cam import grad_cam, guided_grad_cam, last_spatial_layer
+from convscope.attribute.cam import (PERTURBATIONS, WEIGHTINGS, class_activation_map, grad_cam, guided_grad_cam,
+                                     last_spatial_layer)
 from convscope.attribute.core import attribute
 from convscope.attribute.occlusion import occlusion
 from convscope.attribute.rollout import attention_rollout
@@ -184,7 +185,8 @@ def every_method(model: cs.Model, x: torch.Tensor, layer: str, folder) -> dict:
         "layers": lambda: cs.list_layers(model),
         "deconvnet": lambda: attribute(model, x, objective, rule="deconvnet"),
         "guided": lambda: attribute(model, x, objective, rule="guided"),
-        "gradcam++": lambda: grad_cam(model, x, objective, plus_plus=True),
+        **{cam: (lambda cam=cam: class_activation_map(model, x, objective, method=cam))
+           for cam in [*WEIGHTINGS, *PERTURBATIONS] if cam != "gradcam"},
         "guided-gradcam": lambda: guided_grad_cam(model, x, objective),
         "smoothgrad": lambda: smooth_grad(model, x, objective, samples=2),
         "integrated-gradients": lambda: integrated_gradients(model, x, objective, steps=4, max_steps=4),

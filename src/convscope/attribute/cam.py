@@ -1,4 +1,7 @@
-"""Class activation maps weighted by gradients: Grad-CAM, Grad-CAM++ and guided Grad-CAM."""
+"""Class activation maps: a layer's maps, weighted and summed. The gradient weightings (Grad-CAM,
+Grad-CAM++, HiResCAM, XGrad-CAM, Layer-CAM, Eigen-Grad-CAM) and Eigen-CAM are a few lines each on one
+backward pass to the layer; Score-CAM and Ablation-CAM weigh channels by batched forwards of changed
+copies. Guided Grad-CAM multiplies Grad-CAM with guided backpropagation."""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.attribute.core import attribute, layer_gradient
+from convscope.core.evaluate import score
+from convscope.core.hooks import frozen, replaced
 from convscope.core.maps import reading_of
 from convscope.core.objectives import Objective
 from convscope.core.summary import feature_maps
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, unknown_choice
 from convscope.models.model import Model, as_model
 
 
@@ -20,7 +25,7 @@ def grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, la
 
     Each channel of ``layer`` is weighted by its spatially averaged gradient (Grad-CAM) or by
     positive gradients weighted with the closed-form alphas (Grad-CAM++); the weighted sum is
-    rectified and upsampled to the input.
+    rectified and upsampled to the input. See :func:`class_activation_map` for the other weightings.
 
     Args:
         layer: a layer whose output reads as maps (:mod:`convscope.core.maps`: convolutional,
@@ -29,26 +34,129 @@ def grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, la
     Returns:
         ``(B, H, W)`` non-negative map at input resolution.
     """
+    return class_activation_map(model, x, objective, layer, method="gradcam++" if plus_plus else "gradcam")
+
+
+def class_activation_map(model: Model | nn.Module, x: torch.Tensor, objective: Objective, layer: str | None = None,
+                         *, method: str = "gradcam") -> torch.Tensor:
+    """A class activation map: ``layer``'s maps combined by one of :data:`WEIGHTINGS` (from the
+    activations and the objective's gradient w.r.t. them, one backward pass from the objective to
+    the layer) or :data:`PERTURBATIONS` (from batched forwards of changed copies), rectified and
+    upsampled to the input.
+
+    Returns:
+        ``(B, H, W)`` non-negative map at input resolution.
+    """
+    if method not in WEIGHTINGS and method not in PERTURBATIONS:
+        raise unknown_choice("CAM method", method, [*WEIGHTINGS, *PERTURBATIONS])
     model = as_model(model)
     layer = layer or last_spatial_layer(model)
     acts, grad = layer_gradient(model, x, objective, layer)
     reading = reading_of(acts.shape, tuple(x.shape[-2:]))  # the aspect ratio decides: any resize keeps it
     if reading is None:
-        raise ConvscopeError(f"Grad-CAM needs a layer whose output reads as (C, h, w) maps; {layer!r} gives "
+        raise ConvscopeError(f"CAM methods need a layer whose output reads as (C, h, w) maps; {layer!r} gives "
                              f"{tuple(acts.shape[1:])}; the default is {last_spatial_layer(model)!r}")
-    acts, grad = reading.maps(acts), reading.maps(grad)
-    weights = _plus_plus_weights(acts, grad) if plus_plus else grad.mean(dim=(2, 3))
-    cam = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
-    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    maps, grads = reading.maps(acts), reading.maps(grad)
+    if method in WEIGHTINGS:
+        cam = WEIGHTINGS[method](maps, grads)
+    else:
+        weights = PERTURBATIONS[method](model, x.to(model.device), objective, layer, reading, maps)
+        cam = (weights[:, :, None, None] * maps).sum(1)
+    return F.interpolate(torch.relu(cam)[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
-def _plus_plus_weights(acts: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++ channel weights, eq. 19 of the paper with the exponential of the score."""
+def _plus_plus(acts: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++: positive gradients weighted by the closed-form alphas (eq. 19 of the paper, with the
+    exponential of the score)."""
     g2, g3 = grad.pow(2), grad.pow(3)
     denominator = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g3
     alpha = torch.where(grad != 0, g2 / torch.where(denominator != 0, denominator, torch.ones_like(denominator)),
                         torch.zeros_like(grad))
-    return (alpha * torch.relu(grad)).sum(dim=(2, 3))
+    return _weighted(acts, (alpha * torch.relu(grad)).sum(dim=(2, 3)))
+
+
+def _weighted(acts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``(B, h, w)``: the channels of ``acts`` ``(B, C, h, w)`` summed with ``weights`` ``(B, C)``."""
+    return (weights[:, :, None, None] * acts).sum(1)
+
+
+def principal_map(values: torch.Tensor) -> torch.Tensor:
+    """``(B, h, w)``: each image's positions ``(h*w, C)``, centred, projected on their first principal
+    direction (Eigen-CAM). An SVD leaves the direction's sign arbitrary (the reference implementation
+    keeps whatever it returns, so its maps are often inverted); it is chosen so that the map
+    correlates positively with the positions' summed values."""
+    batch, channels = values.shape[:2]
+    rows = values.flatten(2).transpose(1, 2).double()
+    centred = rows - rows.mean(1, keepdim=True)
+    direction = torch.linalg.svd(centred, full_matrices=False).Vh[:, 0]              # (B, C)
+    projection = (centred @ direction[:, :, None])[..., 0]                           # (B, h*w)
+    total = rows.sum(2)
+    sign = torch.sign(((projection - projection.mean(1, keepdim=True)) * (total - total.mean(1, keepdim=True)))
+                      .sum(1, keepdim=True))
+    return (projection * torch.where(sign == 0, torch.ones_like(sign), sign)).view(batch, *values.shape[2:]).to(values)
+
+
+#: Map from activations ``(B, C, h, w)`` and gradients (same shape) to ``(B, h, w)``, before the ReLU.
+WEIGHTINGS = {
+    "gradcam": lambda acts, grad: _weighted(acts, grad.mean(dim=(2, 3))),
+    "gradcam++": _plus_plus,
+    "hirescam": lambda acts, grad: (grad * acts).sum(1),                       # Draelos & Carin 2020
+    "xgradcam": lambda acts, grad: _weighted(acts, (grad * acts).sum(dim=(2, 3))  # Fu et al. 2020
+                                             / (acts.sum(dim=(2, 3)) + 1e-7)),
+    "layercam": lambda acts, grad: (torch.relu(grad) * acts).sum(1),           # Jiang et al. 2021
+    "eigencam": lambda acts, grad: principal_map(acts),                         # Muhammad & Yeasin 2020
+    "eigengradcam": lambda acts, grad: principal_map(grad * acts),
+}
+
+
+def _score_weights(model: Model, x: torch.Tensor, objective: Objective, layer: str, reading, maps: torch.Tensor
+                   ) -> torch.Tensor:
+    """Score-CAM (Wang et al. 2020): each channel's map, upsampled and scaled to [0, 1], masks the
+    image; the softmax over channels of the objective on the masked copies is the channel's weight."""
+    masks = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=True)
+    low, high = masks.amin(dim=(2, 3), keepdim=True), masks.amax(dim=(2, 3), keepdim=True)
+    masks = (masks - low) / (high - low + 1e-8)
+    scores = _chunked_scores(model, objective, maps.shape[1],
+                             lambda channels: (x[:, None] * masks[:, channels, None]).flatten(0, 1))
+    return scores.softmax(-1)
+
+
+def _ablation_weights(model: Model, x: torch.Tensor, objective: Objective, layer: str, reading, maps: torch.Tensor
+                      ) -> torch.Tensor:
+    """Ablation-CAM (Desai & Ramaswamy 2020): each channel's weight is the relative drop of the objective
+    when that channel of the layer is set to zero."""
+    with frozen(model.net), torch.no_grad():
+        base = score(model, x, objective)
+    drops = []
+    for channels in torch.arange(maps.shape[1]).split(CHUNK):
+        def ablate(output: torch.Tensor, channels=channels) -> torch.Tensor:
+            """Copy ``j`` of each image (image-major) with channel ``channels[j]`` set to zero."""
+            copies = output.clone()
+            if reading.kind == "tokens":  # channels are the last dimension of the grid's tokens
+                copies.view(len(x), len(channels), *output.shape[1:])[
+                    :, torch.arange(len(channels)), reading.prefix:, channels] = 0
+            else:
+                reading.maps(copies).view(len(x), len(channels), *maps.shape[1:])[
+                    :, torch.arange(len(channels)), channels] = 0
+            return copies
+        with frozen(model.net), torch.no_grad(), replaced(model.net, layer, ablate):
+            drops.append(score(model, x.repeat_interleave(len(channels), 0), objective).view(len(x), -1))
+    return (base[:, None] - torch.cat(drops, 1)) / base[:, None]
+
+
+def _chunked_scores(model: Model, objective: Objective, channels: int, copies) -> torch.Tensor:
+    """``(B, channels)`` objective values of ``copies(chunk)`` (image-major ``(B * len(chunk), ...)``)."""
+    scores = []
+    with frozen(model.net), torch.no_grad():
+        for chunk in torch.arange(channels).split(CHUNK):
+            scores.append(score(model, copies(chunk), objective).view(-1, len(chunk)))
+    return torch.cat(scores, 1)
+
+
+#: Copies per forward pass in the perturbation CAMs.
+CHUNK = 32
+#: Channel weights ``(B, C)`` from forwards of changed copies: ``(model, x, objective, layer, reading, maps)``.
+PERTURBATIONS = {"scorecam": _score_weights, "ablationcam": _ablation_weights}
 
 
 def guided_grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from convscope.attribute.averaged import integrated_gradients, smooth_grad
-from convscope.attribute.cam import grad_cam, guided_grad_cam
+from convscope.attribute.cam import PERTURBATIONS, WEIGHTINGS, class_activation_map, guided_grad_cam
 from convscope.attribute.core import attribute
 from convscope.attribute.rollout import attention_rollout
 from convscope.attribute.targets import objective_for
@@ -23,13 +23,16 @@ def _rule(rule: str) -> Callable:
     return lambda model, x, objective, layer: attribute(model, x, objective, rule=rule)
 
 
+def _cam(method: str) -> Callable:
+    return lambda model, x, objective, layer: class_activation_map(model, x, objective, layer, method=method)
+
+
 #: Method name -> ``(model, x, objective, layer) -> (B, C, H, W) or (B, H, W)`` raw attribution.
 METHODS: dict[str, Callable] = {
     "gradient": _rule("gradient"),
     "deconvnet": _rule("deconvnet"),
     "guided": _rule("guided"),
-    "gradcam": lambda model, x, objective, layer: grad_cam(model, x, objective, layer),
-    "gradcam++": lambda model, x, objective, layer: grad_cam(model, x, objective, layer, plus_plus=True),
+    **{name: _cam(name) for name in [*WEIGHTINGS, *PERTURBATIONS]},
     "guided-gradcam": lambda model, x, objective, layer: guided_grad_cam(model, x, objective, layer),
     "smoothgrad": lambda model, x, objective, layer: smooth_grad(model, x, objective),
     "integrated-gradients": lambda model, x, objective, layer: integrated_gradients(model, x, objective),
@@ -37,7 +40,7 @@ METHODS: dict[str, Callable] = {
 }
 #: Methods whose raw output is best seen as a colored image of the gradient itself.
 COLOR_METHODS = ("deconvnet", "guided", "guided-gradcam")
-CAM_METHODS = ("gradcam", "gradcam++", "guided-gradcam")
+CAM_METHODS = (*WEIGHTINGS, *PERTURBATIONS, "guided-gradcam")
 #: Methods for networks that compute attention (refused on the others).
 TRANSFORMER_METHODS = ("attention-rollout",)
 

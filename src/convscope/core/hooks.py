@@ -4,6 +4,7 @@
   the forward as soon as the last of them has run.
 * :func:`trace_calls` records every module call in order (layer listing, receptive fields,
   which layers folding can merge).
+* :func:`replaced` swaps a layer's output for a function of it (ablations).
 * :func:`frozen` puts a model in eval mode without parameter gradients, and restores it.
 
 Hooks are acquired in ``__enter__`` and removed in ``__exit__``, so also when an exception
@@ -168,6 +169,25 @@ def trace_calls(net: nn.Module) -> Iterator[list[Call]]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def replaced(net: nn.Module, layer: str, change: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Inside the block, ``layer``'s output (``name`` or ``name@k``) is replaced by ``change(output)``
+    (which may hold more rows: the rest of the network runs on them, e.g. ablated copies)."""
+    ref = resolve(net, layer)
+    calls = [0]
+
+    def hook(module, inputs, output):
+        calls[0] += 1
+        return change(output) if calls[0] - 1 == ref.call else None
+    reset = net.register_forward_pre_hook(lambda *_: calls.__setitem__(0, 0))
+    handle = ref.module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+        reset.remove()
 
 
 @contextmanager

@@ -185,10 +185,15 @@ def custom(fn: Callable[[Activations], torch.Tensor], layers: tuple[str, ...] | 
 
 
 def _pick(values: torch.Tensor, index: int | torch.Tensor) -> torch.Tensor:
-    """``values[:, index]`` (one index, or one per example); an index out of range is a ConvscopeError."""
+    """``values[:, index]`` (one index, or one per example); an index out of range is a ConvscopeError.
+    A batch of ``k`` changed copies of each example in turn (image-major, as the perturbation methods
+    make) uses each example's index ``k`` times."""
     _check_range("channel or class index", index, values.shape[1])
     if isinstance(index, torch.Tensor):
-        return values.gather(1, index.to(values.device).view(-1, 1))[:, 0]
+        index = index.to(values.device).view(-1)
+        if len(values) != len(index) and len(values) % len(index) == 0:
+            index = index.repeat_interleave(len(values) // len(index))
+        return values.gather(1, index.view(-1, 1))[:, 0]
     return values[:, index]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from convscope.attribute.occlusion import occlusion
+from convscope.attribute.cam import PERTURBATIONS
 from convscope.attribute.rollout import attention_maps
 from convscope.attribute.saliency import METHODS, TRANSFORMER_METHODS, saliency
 from convscope.attribute.sanity import sanity_check
@@ -16,6 +17,9 @@ from convscope.tour.runner import Shot, TourContext
 
 SECTION = "Attribution: gradients to the image"
 SANITY_METHODS = ("gradient", "guided", "gradcam", "smoothgrad")
+#: Left out of the tour: Score-CAM and Ablation-CAM run a forward per channel (1280 on the default
+#: model, about a minute each on 2 CPU cores), which would add a fifth to the tour's time.
+SLOW_METHODS = tuple(PERTURBATIONS)
 
 
 def attribute_shots(context: TourContext) -> list[Shot]:
@@ -24,7 +28,7 @@ def attribute_shots(context: TourContext) -> list[Shot]:
     coffee = sample_image("coffee", size=model.input_size)
     transformer = bool(attention_maps(model, cat))  # attention rollout only where there is attention
     shots = [Shot(SECTION, f"{method} (cat)", _method(model, cat, method)) for method in METHODS
-             if transformer or method not in TRANSFORMER_METHODS]
+             if (transformer or method not in TRANSFORMER_METHODS) and method not in SLOW_METHODS]
     shots.append(Shot(SECTION, "guided (coffee)", _method(model, coffee, "guided")))
     shots.append(Shot(SECTION, "Grad-CAM (coffee)", _method(model, coffee, "gradcam")))
     shots.append(Shot(SECTION, "Occlusion exact vs fast (coffee)", lambda: _occlusion(model, coffee)))
