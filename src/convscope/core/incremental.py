@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from convscope.core.folding import merge_batch_norm
-from convscope.core.tracing import EagerTracer
+from convscope.core.tracing import EagerTracer, arg
 
 aten = torch.ops.aten
 
@@ -227,7 +227,7 @@ class _Recorder(EagerTracer):
             kept = tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
             self._alive.append(out)
             if func in (aten.as_strided.default, aten.as_strided_.default):  # its offset counts in the input's storage: keep it relative
-                args = (args[0], args[1], args[2], _arg(args, 3, args[0].storage_offset()) - args[0].storage_offset())
+                args = (args[0], args[1], args[2], arg(args, 3, args[0].storage_offset()) - args[0].storage_offset())
                 func = _AS_STRIDED
             self.nodes.append(_Node(_functional(func), tree_map(swap, args), tree_map(swap, kwargs), kept))
             items = out if isinstance(out, (tuple, list)) else [out]
@@ -402,9 +402,6 @@ class IncrementalInference:
             copies.append(laid.as_strided(size, stride, laid.storage_offset() + offset))
         return torch.cat(copies)
 
-
-def _arg(args, index: int, default):
-    return args[index] if len(args) > index else default
 
 
 def _batched_shape(shape, count: int) -> list[int]:

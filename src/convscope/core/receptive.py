@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from convscope.core.tracing import EagerTracer
+from convscope.core.tracing import EagerTracer, arg
 
 aten = torch.ops.aten
 
@@ -197,9 +197,9 @@ class ReceptiveFieldTracer(EagerTracer):
         if func is aten.convolution.default and not args[6]:
             return _window(rf, args[1].shape[-2:], args[3], args[4], args[5])
         if func in (aten.max_pool2d_with_indices.default, aten.max_pool2d.default):
-            return _window(rf, args[1], _arg(args, 2, []), _arg(args, 3, 0), _arg(args, 4, 1))
+            return _window(rf, args[1], arg(args, 2, []), arg(args, 3, 0), arg(args, 4, 1))
         if func is aten.avg_pool2d.default:
-            return _window(rf, args[1], _arg(args, 2, []), _arg(args, 3, 0))
+            return _window(rf, args[1], arg(args, 2, []), arg(args, 3, 0))
         if func is aten.constant_pad_nd.default:
             pad = list(args[1]) + [0, 0, 0, 0]
             return ReceptiveField(rf.height.shift(pad[2]), rf.width.shift(pad[0]))
@@ -249,9 +249,6 @@ def _order(func, args, dims: int) -> list[int]:
     order[first], order[second] = order[second], order[first]
     return order
 
-
-def _arg(args, index: int, default):
-    return args[index] if len(args) > index else default
 
 
 def _tensors(values) -> list[torch.Tensor]:

@@ -17,3 +17,8 @@ class EagerTracer(TorchDispatchMode):
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return False
+
+
+def arg(args: tuple, index: int, default):
+    """A recorded op's positional argument ``index``, or ``default`` where the call left it out."""
+    return args[index] if len(args) > index else default
