@@ -6,8 +6,10 @@
 >>> cs.classify(model, x)[0][0].label
 >>> cs.filters(model).grid()                             # first-layer kernels
 >>> cs.activations(model, x, "_blocks.4").grid()         # a layer's maps, strongest first
+>>> cs.saliency(model, x, method="gradcam").picture()    # what the top class looks at
 """
 
+from convscope.attribute.saliency import saliency as saliency
 from convscope.core.hooks import Probe as Probe
 from convscope.core.hooks import capture as capture
 from convscope.core.hooks import frozen as frozen
@@ -28,4 +30,4 @@ from convscope.samples import sample_image as sample_image
 __version__ = "0.1.0"
 __all__ = ["ConvscopeError", "LayerInfo", "Model", "Picture", "Probe", "activations", "capture", "classify",
            "filters", "frozen", "list_layers", "list_models", "load_image", "load_model", "probabilities",
-           "sample_image"]
+           "saliency", "sample_image"]

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 import convscope as cs
-from convscope.attribute.averaged import integrated_gradients, smooth_grad
+from convscope.attribute.averaged import integrated_gradients
+from convscope.attribute.noise import gradient_shap, smooth_grad
 from convscope.attribute.cam import (PERTURBATIONS, WEIGHTINGS, class_activation_map, grad_cam, guided_grad_cam,
                                      last_spatial_layer)
 from convscope.attribute.core import attribute
@@ -188,7 +189,8 @@ def every_method(model: cs.Model, x: torch.Tensor, layer: str, folder) -> dict:
         **{cam: (lambda cam=cam: class_activation_map(model, x, objective, method=cam))
            for cam in [*WEIGHTINGS, *PERTURBATIONS] if cam != "gradcam"},
         "guided-gradcam": lambda: guided_grad_cam(model, x, objective),
-        "smoothgrad": lambda: smooth_grad(model, x, objective, samples=2),
+        "vargrad": lambda: smooth_grad(model, x, objective, kind="vargrad", samples=2),
+        "gradient-shap": lambda: gradient_shap(model, x, objective, samples=2),
         "integrated-gradients": lambda: integrated_gradients(model, x, objective, steps=4, max_steps=4),
         "occlusion-fast": lambda: occlusion(model, x, TARGET, patch=16, stride=16, mode="fast"),
         "codes": lambda: cs.capture(model, model.net, x, [penultimate_layer(model)]),

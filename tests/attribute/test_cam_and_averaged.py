@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.attribute.averaged import integrated_gradients, smooth_grad
+from convscope.attribute.averaged import integrated_gradients
+from convscope.attribute.noise import smooth_grad
 from convscope.attribute.cam import grad_cam, guided_grad_cam, last_spatial_layer
 from convscope.attribute.core import attribute
 from convscope.core.objectives import class_logit

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import convscope as cs
-from convscope.core.evaluate import score
+from convscope.core.forward import score
 from convscope.core.maps import MapReading, reading_of
 from convscope.core.objectives import class_logit
 from convscope.core.sizes import size_rule

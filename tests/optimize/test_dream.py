@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convscope.core.evaluate import score
+from convscope.core.forward import score
 from convscope.core.objectives import layer_norm
 from convscope.optimize.dream import _spans, dream, tiled
 from tests.conftest import assert_unchanged, snapshot

@@ -1,6 +1,6 @@
-"""Gradients averaged over many inputs: SmoothGrad and Integrated Gradients.
+"""Integrated Gradients: the gradient averaged along a path from a baseline to the image.
 
-Both wrap any gradient rule and evaluate the many inputs in chunks, so memory stays bounded
+It wraps any gradient rule and evaluates the many inputs in chunks, so memory stays bounded
 while the batch dimension keeps the device busy.
 """
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from convscope.attribute.core import attribute
-from convscope.core.evaluate import score
+from convscope.core.forward import score
 from convscope.core.hooks import frozen
 from convscope.core.objectives import Objective
 from convscope.models.model import Model, as_model
@@ -18,28 +18,6 @@ from convscope.models.model import Model, as_model
 #: Examples per forward/backward: 4 measured fastest on a 2-core CPU for the default model (2.58 s for
 #: 50 IG steps vs 3.07 s at 16); larger batches keep GPUs busy.
 CPU_CHUNK, GPU_CHUNK = 4, 128
-
-
-def smooth_grad(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, samples: int = 25,
-                noise: float = 0.15, rule: str = "gradient", seed: int = 0, chunk_size: int | None = None
-                ) -> torch.Tensor:
-    """SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825): the gradient averaged over noisy copies.
-
-    Args:
-        samples: noisy copies per image.
-        noise: noise standard deviation as a fraction of the image's value range.
-        objective: must not depend on the batch position (e.g. one class for all images).
-
-    Returns:
-        ``(B, C, H, W)`` averaged gradient.
-    """
-    model = as_model(model)
-    generator = torch.Generator().manual_seed(seed)
-    spread = noise * (x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True))
-    copies = x.detach().cpu().repeat_interleave(samples, 0)
-    copies = copies + torch.randn(copies.shape, generator=generator) * spread.cpu().repeat_interleave(samples, 0)
-    grads = _chunked(model, copies, objective, rule, chunk_size)
-    return grads.view(len(x), samples, *x.shape[1:]).mean(1)
 
 
 def integrated_gradients(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, steps: int = 50,

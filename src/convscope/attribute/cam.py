@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.attribute.core import attribute, layer_gradient
-from convscope.core.evaluate import score
+from convscope.core.forward import score
 from convscope.core.hooks import frozen, replaced
 from convscope.core.maps import reading_of
 from convscope.core.objectives import Objective

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convscope.core.evaluate import read, score
+from convscope.core.forward import read, score
 from convscope.core.folding import fast_model
 from convscope.core.hooks import frozen
 from convscope.core.layout import in_fast_layout

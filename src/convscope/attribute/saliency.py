@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from convscope.attribute.averaged import integrated_gradients, smooth_grad
+from convscope.attribute.averaged import integrated_gradients
 from convscope.attribute.cam import PERTURBATIONS, WEIGHTINGS, class_activation_map, guided_grad_cam
 from convscope.attribute.core import attribute
+from convscope.attribute.noise import AGGREGATES, gradient_shap, noise_tunnel, smooth_grad
 from convscope.attribute.rollout import attention_rollout
 from convscope.attribute.targets import objective_for
 from convscope.core.objectives import Objective
@@ -34,7 +35,10 @@ METHODS: dict[str, Callable] = {
     "guided": _rule("guided"),
     **{name: _cam(name) for name in [*WEIGHTINGS, *PERTURBATIONS]},
     "guided-gradcam": lambda model, x, objective, layer: guided_grad_cam(model, x, objective, layer),
-    "smoothgrad": lambda model, x, objective, layer: smooth_grad(model, x, objective),
+    "input-x-gradient": lambda model, x, objective, layer: x * attribute(model, x, objective),
+    **{kind: lambda model, x, objective, layer, kind=kind: smooth_grad(model, x, objective, kind=kind)
+       for kind in AGGREGATES},
+    "gradient-shap": lambda model, x, objective, layer: gradient_shap(model, x, objective),
     "integrated-gradients": lambda model, x, objective, layer: integrated_gradients(model, x, objective),
     "attention-rollout": lambda model, x, objective, layer: attention_rollout(model, x),
 }
@@ -70,7 +74,7 @@ class Saliency:
     def picture(self, index: int = 0) -> Picture:
         """The image beside its map (a heat map, or the gradient itself in color)."""
         image = self.images[index].cpu()
-        if self.method in COLOR_METHODS:
+        if self.method.split(" (")[0] in COLOR_METHODS:
             raw = self.raw[index].detach().float().cpu()
             scale = raw.abs().flatten().quantile(0.995).clamp_min(1e-12)  # a few extreme pixels would hide the rest
             view = (0.5 + 0.5 * raw / scale).clamp(0, 1).expand(3, -1, -1)
@@ -86,7 +90,7 @@ class Saliency:
 
 def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torch.Tensor | Objective | None = None,
              *, method: str = "gradient", layer: str | None = None, channel: int | None = None,
-             position: tuple[int, int] | None = None) -> Saliency:
+             position: tuple[int, int] | None = None, noise: str | None = None, samples: int = 25) -> Saliency:
     """Explains ``target`` for each image with a gradient method.
 
     Args:
@@ -98,6 +102,8 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
             other methods, the layer of ``channel``.
         channel, position: explain this channel of ``layer`` (or one unit at ``(y, x)``) instead
             of a class.
+        noise: a noise tunnel around the method (:data:`~convscope.attribute.noise.AGGREGATES`:
+            ``smoothgrad``, ``smoothgrad-sq``, ``vargrad``), over ``samples`` noisy copies.
 
     Returns:
         :class:`Saliency` with ``.map`` ``(B, H, W)`` and ``.picture()``.
@@ -108,5 +114,11 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
     x = x.to(model.device)
     unit_layer = None if method in CAM_METHODS else layer
     objective = objective_for(model, x, target, layer=unit_layer, channel_index=channel, position=position)
-    raw = METHODS[method](model, x, objective, layer if method in CAM_METHODS else None)
-    return Saliency(method, raw, model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective)
+    cam_layer = layer if method in CAM_METHODS else None
+    if noise is None:
+        raw = METHODS[method](model, x, objective, cam_layer)
+    else:
+        raw = noise_tunnel(lambda copies: METHODS[method](model, copies, objective, cam_layer), x, kind=noise,
+                           samples=samples)
+    return Saliency(method if noise is None else f"{method} ({noise})", raw,
+                    model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from convscope.attribute.noise import AGGREGATES
 from convscope.attribute.occlusion import DRILL
 from convscope.attribute.occlusion import occlusion as occlusion_map
 from convscope.attribute.saliency import METHODS
@@ -30,6 +31,9 @@ def saliency(image: Annotated[Path, typer.Argument(help="Image file.")], output:
              layer: Annotated[str | None, typer.Option(help="CAM layer, or the layer of --channel.")] = None,
              channel: Annotated[int | None, typer.Option(help="Explain this channel of --layer.")] = None,
              neuron: Annotated[str | None, typer.Option(help="Y,X: one unit of --channel.")] = None,
+             noise: Annotated[str | None, typer.Option(help="A noise tunnel around the method: "
+                                                            + ", ".join(AGGREGATES))] = None,
+             samples: Annotated[int, typer.Option(help="Noisy copies per image for --noise.")] = 25,
              save_array_to: Annotated[Path | None, typer.Option("--save-array", help="Raw map, .npy.")] = None,
              model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Explain a prediction with a gradient method (saliency, deconvnet, guided, Grad-CAM, ...)."""
@@ -38,9 +42,12 @@ def saliency(image: Annotated[Path, typer.Argument(help="Image file.")], output:
         check_output(save_array_to, ".npy")
     if method not in METHODS:
         raise unknown_choice("method", method, METHODS)
+    if noise is not None and noise not in AGGREGATES:
+        raise unknown_choice("noise tunnel", noise, AGGREGATES)
     net = open_model(model, device)
     x = load_image(image, size=net.input_size)
-    result = saliency_map(net, x, target, method=method, layer=layer, channel=channel, position=parse_position(neuron))
+    result = saliency_map(net, x, target, method=method, layer=layer, channel=channel, position=parse_position(neuron),
+                          noise=noise, samples=samples)
     picture = result.picture()
     if save_array_to:
         save_array(save_array_to, map=result.map[0].numpy())

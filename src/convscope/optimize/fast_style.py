@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from convscope.core.denormals import flush_denormals
-from convscope.core.evaluate import score
+from convscope.core.forward import score
 from convscope.core.hooks import frozen
 from convscope.core.images import resize
 from convscope.core.objectives import total_variation

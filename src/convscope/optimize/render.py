@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from convscope.core.denormals import flush_denormals
-from convscope.core.evaluate import read
+from convscope.core.forward import read
 from convscope.core.folding import fast_model
 from convscope.core.hooks import frozen
 from convscope.core.objectives import INPUT, Objective

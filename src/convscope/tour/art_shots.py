@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from convscope.core.evaluate import score
+from convscope.core.forward import score
 from convscope.core.images import resize
 from convscope.core.objectives import layer_norm
 from convscope.core.render import Picture, grid, picture
