@@ -32,14 +32,15 @@ def integrated_gradients(model: Model | nn.Module, x: torch.Tensor, objective: O
     that difference or ``max_steps`` points were used.
 
     Args:
-        objective: must not depend on the batch position (e.g. one class for all images).
+        objective: what to explain; each image is integrated alone, with its own part of a per-image
+            objective (:meth:`Objective.example`).
 
     Returns:
         ``(B, C, H, W)`` attributions.
     """
     model = as_model(model)
-    return torch.cat([_integrate(model, image[None].detach().cpu(), objective, steps, baseline, rule, tolerance,
-                                 max_steps, chunk_size) for image in x])
+    return torch.cat([_integrate(model, image[None].detach().cpu(), objective.example(i), steps, baseline, rule,
+                                 tolerance, max_steps, chunk_size) for i, image in enumerate(x)])
 
 
 def _integrate(model: Model, x: torch.Tensor, objective: Objective, steps: int, baseline, rule: str,

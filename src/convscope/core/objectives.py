@@ -29,13 +29,20 @@ class Objective:
         fn: ``acts -> (B,)`` score.
         layers: the layers ``fn`` reads (``"output"`` for the logits).
         name: a readable description.
+        select: ``i -> `` this objective for example ``i`` alone, for objectives with one index per
+            example; the others are the same for every example.
     """
 
-    def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: tuple[str, ...], name: str) -> None:
-        self.fn, self.layers, self.name = fn, tuple(dict.fromkeys(layers)), name
+    def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: tuple[str, ...], name: str,
+                 select: Callable[[int], Objective] | None = None) -> None:
+        self.fn, self.layers, self.name, self._select = fn, tuple(dict.fromkeys(layers)), name, select
 
     def __call__(self, acts: Activations) -> torch.Tensor:
         return self.fn(acts)
+
+    def example(self, index: int) -> Objective:
+        """The objective for example ``index`` of the batch alone (a batch of its copies)."""
+        return self if self._select is None else self._select(index)
 
     def __repr__(self) -> str:
         return f"Objective({self.name})"
@@ -69,23 +76,26 @@ class Objective:
 
 def class_logit(index: int | torch.Tensor) -> Objective:
     """The logit of a class; ``index`` may be a ``(B,)`` tensor, one class per example."""
-    return Objective(lambda acts: _pick(acts[OUTPUT], index), (OUTPUT,), f"logit[{_show(index)}]")
+    return Objective(lambda acts: _pick(acts[OUTPUT], index), (OUTPUT,), f"logit[{_show(index)}]",
+                     _selector(class_logit, index))
 
 
 def class_probability(index: int | torch.Tensor) -> Objective:
     """The softmax probability of a class."""
-    return Objective(lambda acts: _pick(acts[OUTPUT].softmax(-1), index), (OUTPUT,), f"p[{_show(index)}]")
+    return Objective(lambda acts: _pick(acts[OUTPUT].softmax(-1), index), (OUTPUT,), f"p[{_show(index)}]",
+                     _selector(class_probability, index))
 
 
 def class_log_probability(index: int | torch.Tensor) -> Objective:
     """The log-softmax of a class (cross-entropy's negative)."""
     return Objective(lambda acts: _pick(acts[OUTPUT].log_softmax(-1), index), (OUTPUT,),
-                     f"log p[{_show(index)}]")
+                     f"log p[{_show(index)}]", _selector(class_log_probability, index))
 
 
 def channel(layer: str, index: int | torch.Tensor) -> Objective:
     """The mean activation of one channel of a ``(B, C, H, W)`` layer; ``index`` may be ``(B,)``."""
-    return Objective(lambda acts: _pick(acts[layer].flatten(2).mean(2), index), (layer,), f"{layer}[{_show(index)}]")
+    return Objective(lambda acts: _pick(acts[layer].flatten(2).mean(2), index), (layer,), f"{layer}[{_show(index)}]",
+                     _selector(lambda i: channel(layer, i), index))
 
 
 def neuron(layer: str, index: int | torch.Tensor, y: int | None = None, x: int | None = None) -> Objective:
@@ -99,7 +109,8 @@ def neuron(layer: str, index: int | torch.Tensor, y: int | None = None, x: int |
         _check_range(f"{layer} row", row, a.shape[-2])
         _check_range(f"{layer} column", col, a.shape[-1])
         return _pick(a[:, :, row, col], index)
-    return Objective(score, (layer,), f"{layer}[{_show(index)}, {y}, {x}]")
+    return Objective(score, (layer,), f"{layer}[{_show(index)}, {y}, {x}]",
+                     _selector(lambda i: neuron(layer, i, y, x), index))
 
 
 def layer_norm(layer: str, index: int | None = None) -> Objective:
@@ -195,6 +206,14 @@ def _pick(values: torch.Tensor, index: int | torch.Tensor) -> torch.Tensor:
             index = index.repeat_interleave(len(values) // len(index))
         return values.gather(1, index.view(-1, 1))[:, 0]
     return values[:, index]
+
+
+def _selector(make: Callable[[int | torch.Tensor], Objective], index: int | torch.Tensor
+              ) -> Callable[[int], Objective] | None:
+    """For an index per example, ``i -> make(index[i])``; None for one index shared by all."""
+    if isinstance(index, torch.Tensor) and index.numel() > 1:
+        return lambda i: make(index.view(-1)[i:i + 1])
+    return None
 
 
 def _check_range(what: str, index: int | torch.Tensor, count: int) -> None:

@@ -1,0 +1,98 @@
+"""The metrics by name: what each measures, which direction is better, and how it is computed from
+one method's maps (or from the method itself, for the metrics that explain changed inputs or
+models)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from convscope.evaluate.complexity import sparseness
+from convscope.evaluate.curves import Curve, deletion, insertion
+from convscope.evaluate.randomization import Explainer, cascading_randomization, random_logit
+from convscope.evaluate.road import road
+from convscope.evaluate.robustness import infidelity, max_sensitivity
+from convscope.models.model import Model
+
+
+@dataclass
+class Case:
+    """One method's maps of a batch, and what a metric may need to recompute them.
+
+    Attributes:
+        model: the model explained.
+        x: ``(B, C, H, W)`` images in [0, 1].
+        classes: ``(B,)`` the explained class of each image.
+        maps: ``(B, H, W)`` the method's maps (importance, larger is more important).
+        explain: the method, to explain changed inputs, classes or models.
+    """
+
+    model: Model
+    x: torch.Tensor
+    classes: torch.Tensor
+    maps: torch.Tensor
+    explain: Explainer
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric of attribution maps.
+
+    Attributes:
+        name: its name on the command line.
+        better: ``"higher"`` or ``"lower"``.
+        measures: one sentence a user reads beside the number.
+        compute: ``Case -> ((B,) values, Curve or None)``.
+    """
+
+    name: str
+    better: str
+    measures: str
+    compute: Callable[[Case], tuple[torch.Tensor, Curve | None]]
+
+
+def _curve_metric(make: Callable[[Case], Curve]) -> Callable[[Case], tuple[torch.Tensor, Curve]]:
+    def compute(case: Case) -> tuple[torch.Tensor, Curve]:
+        curve = make(case)
+        return curve.auc, curve
+    return compute
+
+
+def _mprt(case: Case) -> tuple[torch.Tensor, Curve]:
+    similarities, _ = cascading_randomization(case.model, case.x, case.classes, case.explain)
+    steps = similarities.shape[1]
+    return similarities.mean(1), Curve(torch.arange(1, steps + 1) / steps, similarities)
+
+
+METRICS: dict[str, Metric] = {metric.name: metric for metric in [
+    Metric("deletion", "lower", "class probability as the most important pixels are blacked out, averaged "
+           "over the deletion (Petsiuk et al. 2018)",
+           _curve_metric(lambda c: deletion(c.model, c.x, c.maps, c.classes))),
+    Metric("insertion", "higher", "class probability as the most important pixels are put back into a blurred "
+           "copy, averaged over the insertion",
+           _curve_metric(lambda c: insertion(c.model, c.x, c.maps, c.classes))),
+    Metric("road-morf", "lower", "class probability with the most relevant pixels removed and filled in from "
+           "their neighbours, so that the removal's shape tells nothing (ROAD, Rong et al. 2022)",
+           _curve_metric(lambda c: road(c.model, c.x, c.maps, c.classes, most_relevant_first=True))),
+    Metric("road-lerf", "higher", "class probability with the least relevant pixels removed and filled in "
+           "from their neighbours (ROAD)",
+           _curve_metric(lambda c: road(c.model, c.x, c.maps, c.classes, most_relevant_first=False))),
+    Metric("mprt", "lower", "rank correlation with the map of the same model with its layers randomized top "
+           "down: a map that stays the same does not depend on what was learned (Adebayo et al. 2018)", _mprt),
+    Metric("random-logit", "lower", "rank correlation with the map of a random other class: a map that stays "
+           "the same does not explain the class (Sixt et al. 2020)",
+           lambda c: (random_logit(c.model, c.x, c.classes, c.explain, classes_count=_classes(c)), None)),
+    Metric("max-sensitivity", "lower", "largest relative change of the map when the pixels move by 2% "
+           "(Yeh et al. 2019)", lambda c: (max_sensitivity(c.model, c.x, c.classes, c.explain), None)),
+    Metric("infidelity", "lower", "how badly the map, at its best scale, predicts the logit's change under "
+           "random noise (Yeh et al. 2019)", lambda c: (infidelity(c.model, c.x, c.maps, c.classes), None)),
+    Metric("sparseness", "higher", "Gini index of the map: how few pixels hold the attribution "
+           "(Chalasani et al. 2020)", lambda c: (sparseness(c.maps), None)),
+]}
+
+
+def _classes(case: Case) -> int:
+    with torch.no_grad():
+        return int(case.model.run_accepted(case.model, case.x[:1].to(case.model.device)).shape[-1])

@@ -1,0 +1,73 @@
+"""Methods x metrics over a batch of images: every method's maps once, every metric on them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from convscope.attribute.saliency import METHODS, saliency
+from convscope.attribute.targets import class_indices
+from convscope.errors import ConvscopeError, unknown_choice
+from convscope.evaluate.metrics import METRICS, Case
+from convscope.evaluate.randomization import Explainer
+from convscope.evaluate.report import Report
+from convscope.models.model import Model, as_model
+
+DEFAULT_METHODS = ("gradient", "gradcam", "integrated-gradients")
+DEFAULT_METRICS = ("deletion", "insertion")
+
+
+def method_explainer(method: str) -> Explainer:
+    """The explainer of a :data:`~convscope.attribute.saliency.METHODS` name: ``(B, H, W)`` maps."""
+    if method not in METHODS:
+        raise unknown_choice("method", method, METHODS)
+    return lambda model, x, classes: saliency(model, x, classes, method=method).map
+
+
+def evaluate(model: Model | nn.Module, x: torch.Tensor, methods: Sequence[str] | dict[str, Explainer] = DEFAULT_METHODS,
+             metrics: Sequence[str] = DEFAULT_METRICS, target: int | str | torch.Tensor | None = None, *,
+             progress: bool = False, on_step: Callable[[int, int], None] | None = None) -> Report:
+    """Evaluates each method's maps of ``x`` with each metric.
+
+    Args:
+        x: ``(B, C, H, W)`` images in [0, 1].
+        methods: names of :data:`~convscope.attribute.saliency.METHODS`, or ``{name: explainer}``
+            with explainers ``(model, x, classes) -> (B, H, W)`` (a baseline of your own, e.g. an
+            edge detector).
+        metrics: names of :data:`~convscope.evaluate.metrics.METRICS`.
+        target: the class to explain (default: each image's top class).
+        on_step: called with ``(done, total)`` after each method x metric.
+
+    Returns:
+        :class:`~convscope.evaluate.report.Report`.
+    """
+    explainers = methods if isinstance(methods, dict) else {name: method_explainer(name) for name in methods}
+    for name in metrics:
+        if name not in METRICS:
+            raise unknown_choice("metric", name, METRICS)
+    if not explainers or not metrics:
+        raise ConvscopeError("give at least one method and one metric")
+    model = as_model(model)
+    x = x.to(model.device)
+    classes = class_indices(model, x, target).cpu()
+    report = Report(model.name, x.detach().cpu(), classes, [model.label(int(c)) for c in classes], list(metrics))
+    total = len(explainers) * (len(metrics) + 1)
+    with tqdm(total=total, desc="evaluate", disable=not progress) as bar:
+        for name, explain in explainers.items():
+            maps = explain(model, x, classes).detach().cpu().float()
+            report.maps[name] = maps
+            _advance(bar, on_step, total)
+            for metric in metrics:
+                values, curve = METRICS[metric].compute(Case(model, x, classes, maps, explain))
+                report.add(metric, name, values, curve)
+                _advance(bar, on_step, total)
+    return report
+
+
+def _advance(bar: tqdm, on_step: Callable[[int, int], None] | None, total: int) -> None:
+    bar.update(1)
+    if on_step is not None:
+        on_step(bar.n, total)
