@@ -39,7 +39,7 @@ def attribute(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *
 
     def gradient(x: torch.Tensor) -> torch.Tensor:
         x = x.detach().clone().requires_grad_(True)
-        with frozen(model.net):
+        with frozen(model.net), torch.enable_grad():  # also inside a caller's no_grad
             total = score(model, x, objective).sum()
             apply_rule(total, rule)
             (grad,) = torch.autograd.grad(total, x)
@@ -61,7 +61,7 @@ def layer_gradient(model: Model | nn.Module, x: torch.Tensor, objective: Objecti
     model = fast_model(as_model(model), [*objective.layers, layer], x)
 
     def read_gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with frozen(model.net):
+        with frozen(model.net), torch.enable_grad():
             acts = read(model, x, objective, leaves=[layer])
             (grad,) = torch.autograd.grad(objective(acts).sum(), acts[layer])
         return acts[layer].detach().contiguous(), grad.detach().contiguous()

@@ -68,7 +68,8 @@ def _mprt(case: Case) -> tuple[torch.Tensor, Curve]:
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in [
     Metric("deletion", "lower", "class probability as the most important pixels are blacked out, averaged "
-           "over the deletion (Petsiuk et al. 2018)",
+           "over the deletion (Petsiuk et al. 2018); black speckle alone lowers it, so a map of scattered "
+           "pixels can win without finding anything: read it with ROAD",
            _curve_metric(lambda c: deletion(c.model, c.x, c.maps, c.classes))),
     Metric("insertion", "higher", "class probability as the most important pixels are put back into a blurred "
            "copy, averaged over the insertion",
