@@ -168,5 +168,5 @@ def test_a_random_map_scores_worse_than_grad_cam_on_insertion_and_road_on_the_tr
     random = torch.rand(cam.shape, generator=torch.Generator().manual_seed(0))
     good, bad = (insertion(lite0, x, maps, classes, steps=50).auc for maps in (cam, random))
     assert (good > bad).all(), (good, bad)
-    good, bad = (road(lite0, x, maps, classes, fractions=(0.1, 0.5, 0.9)).auc for maps in (cam, random))
+    good, bad = (road(lite0, x, maps, classes, fractions=(0.1, 0.3, 0.5, 0.7, 0.9)).auc for maps in (cam, random))
     assert (good < bad).all(), (good, bad)
