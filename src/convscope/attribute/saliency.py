@@ -12,6 +12,7 @@ from convscope.attribute.averaged import integrated_gradients
 from convscope.attribute.cam import PERTURBATIONS, WEIGHTINGS, class_activation_map, guided_grad_cam
 from convscope.attribute.core import attribute
 from convscope.attribute.noise import AGGREGATES, gradient_shap, noise_tunnel, smooth_grad
+from convscope.attribute.rise import rise
 from convscope.attribute.rollout import attention_rollout
 from convscope.attribute.targets import objective_for
 from convscope.core.objectives import Objective
@@ -40,6 +41,7 @@ METHODS: dict[str, Callable] = {
        for kind in AGGREGATES},
     "gradient-shap": lambda model, x, objective, layer: gradient_shap(model, x, objective),
     "integrated-gradients": lambda model, x, objective, layer: integrated_gradients(model, x, objective),
+    "rise": lambda model, x, objective, layer: rise(model, x, objective),
     "attention-rollout": lambda model, x, objective, layer: attention_rollout(model, x),
 }
 #: Methods whose raw output is best seen as a colored image of the gradient itself.
