@@ -16,12 +16,13 @@ import torch.nn.functional as F
 
 import convscope as cs
 from convscope.attribute.averaged import integrated_gradients
-from convscope.attribute.rise import rise
-from convscope.attribute.noise import gradient_shap, smooth_grad
 from convscope.attribute.cam import (PERTURBATIONS, WEIGHTINGS, class_activation_map, grad_cam, guided_grad_cam,
                                      last_spatial_layer)
 from convscope.attribute.core import attribute
+from convscope.attribute.lrp import lrp
+from convscope.attribute.noise import gradient_shap, smooth_grad
 from convscope.attribute.occlusion import occlusion
+from convscope.attribute.rise import rise
 from convscope.attribute.rollout import attention_rollout
 from convscope.core.maps import reading_of
 from convscope.core.objectives import class_logit
@@ -194,6 +195,7 @@ def every_method(model: cs.Model, x: torch.Tensor, layer: str, folder) -> dict:
         "gradient-shap": lambda: gradient_shap(model, x, objective, samples=2),
         "integrated-gradients": lambda: integrated_gradients(model, x, objective, steps=4, max_steps=4),
         "rise": lambda: rise(model, x, objective, masks=4),
+        "lrp": lambda: lrp(model, x, objective),
         "occlusion-fast": lambda: occlusion(model, x, TARGET, patch=16, stride=16, mode="fast"),
         "codes": lambda: cs.capture(model, model.net, x, [penultimate_layer(model)]),
         "top-activations": lambda: top_activations(model, "photos:2", folder, layer=layer, channels=[0, 1], k=2,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -11,12 +11,13 @@ from torch import nn
 from convscope.attribute.averaged import integrated_gradients
 from convscope.attribute.cam import PERTURBATIONS, WEIGHTINGS, class_activation_map, guided_grad_cam
 from convscope.attribute.core import attribute
+from convscope.attribute.lrp import lrp
 from convscope.attribute.noise import AGGREGATES, gradient_shap, noise_tunnel, smooth_grad
 from convscope.attribute.rise import rise
 from convscope.attribute.rollout import attention_rollout
 from convscope.attribute.targets import objective_for
 from convscope.core.objectives import Objective
-from convscope.core.render import Picture, overlay, picture, side_by_side
+from convscope.core.render import Picture, colorize, overlay, picture, side_by_side
 from convscope.errors import unknown_choice
 from convscope.models.model import Model, as_model
 
@@ -25,10 +26,16 @@ def _rule(rule: str) -> Callable:
     return lambda model, x, objective, layer: attribute(model, x, objective, rule=rule)
 
 
+def _lrp(composite: str) -> Callable:
+    return lambda model, x, objective, layer: lrp(model, x, objective, composite=composite).relevance
+
+
 def _cam(method: str) -> Callable:
     return lambda model, x, objective, layer: class_activation_map(model, x, objective, layer, method=method)
 
 
+#: LRP methods and their composites (:data:`~convscope.attribute.lrp.COMPOSITES`).
+LRP_METHODS = {"lrp": "epsilon-gamma-box", "lrp-plus": "epsilon-plus-flat", "lrp-alpha-beta": "epsilon-alpha2-beta1"}
 #: Method name -> ``(model, x, objective, layer) -> (B, C, H, W) or (B, H, W)`` raw attribution.
 METHODS: dict[str, Callable] = {
     "gradient": _rule("gradient"),
@@ -41,6 +48,7 @@ METHODS: dict[str, Callable] = {
        for kind in AGGREGATES},
     "gradient-shap": lambda model, x, objective, layer: gradient_shap(model, x, objective),
     "integrated-gradients": lambda model, x, objective, layer: integrated_gradients(model, x, objective),
+    **{name: _lrp(composite) for name, composite in LRP_METHODS.items()},
     "rise": lambda model, x, objective, layer: rise(model, x, objective),
     "attention-rollout": lambda model, x, objective, layer: attention_rollout(model, x),
 }
@@ -60,12 +68,14 @@ class Saliency:
         raw: ``(B, C, H, W)`` for gradient methods, ``(B, H, W)`` for CAMs.
         images: ``(B, 3, H, W)`` the explained images.
         objective: what was explained.
+        notes: numbers that go with the map (LRP: ``conservation``, input relevance over the score).
     """
 
     method: str
     raw: torch.Tensor
     images: torch.Tensor
     objective: Objective
+    notes: dict = field(default_factory=dict)
 
     @property
     def map(self) -> torch.Tensor:
@@ -76,15 +86,23 @@ class Saliency:
     def picture(self, index: int = 0) -> Picture:
         """The image beside its map (a heat map, or the gradient itself in color)."""
         image = self.images[index].cpu()
-        if self.method.split(" (")[0] in COLOR_METHODS:
+        caption = f"{self.method} of {self.objective.name}"
+        if self.method.split(" (")[0] in LRP_METHODS:  # signed: red for, blue against
+            relevance = self.raw[index].detach().float().cpu().sum(0)
+            scale = float(relevance.abs().flatten().quantile(0.995).clamp_min(1e-12))
+            view = colorize(relevance, cmap="bwr", vmin=-scale, vmax=scale)
+            if "conservation" in self.notes:
+                caption += f"; relevance kept {float(self.notes['conservation'][index]):.0%} of the score"
+        elif self.method.split(" (")[0] in COLOR_METHODS:
             raw = self.raw[index].detach().float().cpu()
             scale = raw.abs().flatten().quantile(0.995).clamp_min(1e-12)  # a few extreme pixels would hide the rest
             view = (0.5 + 0.5 * raw / scale).clamp(0, 1).expand(3, -1, -1)
         else:
             heat = self.map[index]
             view = overlay(image, heat, alpha=0.6, vmin=0.0, vmax=float(heat.flatten().quantile(0.99)))
-        return picture(side_by_side([image, view]), f"{self.method} of {self.objective.name}",
-                       method=self.method, objective=self.objective.name)
+        numbers = {name: float(values[index]) for name, values in self.notes.items()}
+        return picture(side_by_side([image, view]), caption, method=self.method, objective=self.objective.name,
+                       **numbers)
 
     def _repr_png_(self) -> bytes:
         return self.picture()._repr_png_()
@@ -116,11 +134,14 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
     x = x.to(model.device)
     unit_layer = None if method in CAM_METHODS else layer
     objective = objective_for(model, x, target, layer=unit_layer, channel_index=channel, position=position)
-    cam_layer = layer if method in CAM_METHODS else None
-    if noise is None:
+    cam_layer, notes = layer if method in CAM_METHODS else None, {}
+    if noise is None and method in LRP_METHODS:
+        result = lrp(model, x, objective, composite=LRP_METHODS[method])
+        raw, notes = result.relevance, {"conservation": result.conservation.cpu()}
+    elif noise is None:
         raw = METHODS[method](model, x, objective, cam_layer)
     else:
         raw = noise_tunnel(lambda copies: METHODS[method](model, copies, objective, cam_layer), x, kind=noise,
                            samples=samples)
     return Saliency(method if noise is None else f"{method} ({noise})", raw,
-                    model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective)
+                    model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective, notes)
