@@ -149,6 +149,16 @@ def test_attribution_and_attack_jobs(client, cat_id):
         assert Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/frame.png").content)).width > 224
 
 
+def test_attribution_with_its_deletion_and_insertion_curves(client, cat_id):
+    plain, curves = (client.post("/api/jobs/attribution", json={"image": cat_id, "method": "gradcam", **extra}).json()
+                     for extra in ({}, {"curves": True}))
+    widths = []
+    for job in (plain, curves):
+        assert wait_for(client, job)["state"] == "done"
+        widths.append(Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/frame.png").content)).width)
+    assert widths[1] >= widths[0] + 250  # the map, then the curves beside it
+
+
 def test_cancel_stops_a_running_job(client, cat_id):
     job = client.post("/api/jobs/dream", json={"image": cat_id, "layer": "_blocks.9", "octaves": 6, "steps": 50,
                                                "size": 512}).json()

@@ -88,6 +88,11 @@ class OcclusionMap:
     stride: int
     images: torch.Tensor
 
+    @property
+    def map(self) -> torch.Tensor:
+        """``(B, H, W)`` the attribution, as every method's map is read."""
+        return self.attribution
+
     def picture(self, index: int = 0) -> Picture:
         """The image beside the probability drop caused by covering each place (bright = important)."""
         image = self.images[index]

@@ -136,3 +136,27 @@ class Report:
         if self.curves:
             written.append(self.curves_picture().save(folder / "curves.png"))
         return written
+
+
+def with_curves(shown: Picture, curves: dict[str, Curve], index: int = 0) -> Picture:
+    """``shown`` (a map's picture) beside the curves of its image ``index``, each with its area
+    and which direction is better; the caption names them."""
+    import matplotlib.pyplot as plt
+
+    height, width = shown.array.shape[:2]
+    figure = plt.figure(figsize=((width + 330) / 100, max(height, 250) / 100), dpi=100)
+    picture_axes = figure.add_axes((0, 0, width / (width + 330), 1))
+    picture_axes.imshow(shown.array)
+    picture_axes.axis("off")
+    axes = figure.add_axes(((width + 55) / (width + 330), 0.18, 250 / (width + 330), 0.72))
+    areas = {}
+    for metric, curve in curves.items():
+        areas[metric] = float(curve.auc[index])
+        axes.plot(curve.fractions, curve.scores[index], label=f"{metric} {areas[metric]:.3f} "
+                                                              f"({METRICS[metric].better} is better)")
+    axes.set_xlabel("fraction of pixels changed", fontsize=8)
+    axes.set_ylabel("class probability", fontsize=8)
+    axes.tick_params(labelsize=7)
+    axes.legend(fontsize=7)
+    caption = shown.caption + "; " + ", ".join(f"{metric} area {area:.3f}" for metric, area in areas.items())
+    return figure_picture(figure, caption, **shown.numbers, **{f"{m}_auc": a for m, a in areas.items()})

@@ -18,6 +18,8 @@ from convscope.attribute.saliency import saliency
 from convscope.attribute.targets import class_indices
 from convscope.core.images import fit
 from convscope.core.render import Picture
+from convscope.evaluate.curves import deletion, insertion
+from convscope.evaluate.report import with_curves
 from convscope.models.model import Model
 from convscope.optimize.adversarial import attack
 from convscope.optimize.dream import dream
@@ -77,6 +79,7 @@ class AttributionRequest(_Request):
     image: str
     method: Literal[ATTRIBUTIONS] = "gradient"  # type: ignore[valid-type]
     target: str | None = Field(None, description="Class name or index; the top class when none.")
+    curves: bool = Field(False, description="Also the map's deletion and insertion curves.")
 
 
 def _frames(job: Job, total: int) -> Callable[[int, torch.Tensor], None]:
@@ -145,8 +148,15 @@ def run_visualize(request: VisualizeRequest) -> Callable[[Model, Job], Picture]:
 
 def run_attribution(request: AttributionRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
     def compute(model: Model, job: Job, x: torch.Tensor) -> Picture:
+        index = class_indices(model, x.to(model.device), request.target)
         if request.method == "occlusion":
-            index = class_indices(model, x.to(model.device), request.target)
-            return occlusion(model, x, index, callback=job.report).picture()
-        return saliency(model, x, request.target, method=request.method).picture()
+            result = occlusion(model, x, index, callback=job.report)
+        else:
+            result = saliency(model, x, index, method=request.method)
+        if not request.curves:
+            return result.picture()
+        job.report(0.5)
+        curves = {"deletion": deletion(model, x, result.map, index.cpu()),
+                  "insertion": insertion(model, x, result.map, index.cpu())}
+        return with_curves(result.picture(), curves)
     return _at_input_size(image, compute)

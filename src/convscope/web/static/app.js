@@ -142,7 +142,8 @@ function formBody(form) {
   const body = { image: state.image };
   for (const [key, value] of new FormData(form)) {
     if (value === "") continue;
-    body[key] = form.elements[key].type === "number" ? Number(value) : value;
+    const type = form.elements[key].type;
+    body[key] = type === "number" ? Number(value) : type === "checkbox" ? true : value;
   }
   return body;
 }
