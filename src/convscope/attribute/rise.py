@@ -24,7 +24,7 @@ from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
 
 #: Masked copies per forward pass (all images' copies together).
-CPU_CHUNK, GPU_CHUNK = 16, 256
+CPU_CHUNK, GPU_CHUNK = 4, 256
 
 
 def rise_masks(count: int, size: tuple[int, int], *, cells: int = 7, keep: float = 0.5, seed: int = 0,
