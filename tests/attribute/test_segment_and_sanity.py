@@ -1,12 +1,12 @@
-"""Saliency-seeded GrabCut and the randomization sanity check."""
+"""Saliency-seeded GrabCut, the randomized copies of the randomization checks, rank correlation."""
 
 import pytest
 import torch
 
 import convscope as cs
-from convscope.attribute.sanity import randomized_top, sanity_check
 from convscope.attribute.segment import segment
 from convscope.core.metrics import spearman
+from convscope.evaluate.randomization import parameterized_layers, randomized
 
 
 def test_segment_finds_the_cup(lite0):
@@ -19,16 +19,13 @@ def test_segment_finds_the_cup(lite0):
     assert result.saliency[0][mask].mean() > 2 * result.saliency[0][~mask].mean()
 
 
-def test_randomized_copy_changes_only_top_layers(lite0):
-    random = randomized_top(lite0, 3)
+def test_randomized_copy_changes_only_the_named_layers_and_not_the_model(lite0):
+    top = parameterized_layers(lite0.net)[-3:]
+    assert top[-1] == "_fc"
+    random = randomized(lite0, top)
     assert not torch.equal(random.net._fc.weight, lite0.net._fc.weight)
     assert torch.equal(random.net._conv_stem.weight, lite0.net._conv_stem.weight)
-
-
-def test_sanity_check_falls_when_weights_are_destroyed(digits):
-    x = torch.rand(2, 1, 8, 8)
-    assert sanity_check(digits, x, 3, method="gradient", layers=0) == pytest.approx(1.0)  # nothing randomized
-    assert sanity_check(digits, x, 3, method="gradient", layers=4) < 0.9
+    assert random.net is not lite0.net
 
 
 def test_spearman_against_scipy():

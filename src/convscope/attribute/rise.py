@@ -1,7 +1,9 @@
 """RISE: Randomized Input Sampling for Explanation (Petsiuk et al. 2018, arXiv:1806.07421).
 
 The image is shown through many random smooth masks; each pixel's importance is the objective's
-average over the masks that kept it: ``sum_i f(x * M_i) M_i / (N p)``. Masks are coarse random
+average over the masks that kept it, ``sum_i f(x * M_i) M_i / (N p)``, here taken relative to the
+objective's mean over all masks (``f_i - mean f``), so that the map is positive where showing the
+pixel raises the score and negative where it lowers it, without the constant the raw sum carries. Masks are coarse random
 grids (each cell kept with probability ``p``), upsampled bilinearly and shifted by a random
 fraction of a cell; they are made chunk by chunk from one seeded draw, and every image's copies
 go through the network together, batch norms folded, without gradients.
@@ -53,7 +55,7 @@ def rise(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, mas
         keep: the probability that a cell shows the image.
 
     Returns:
-        ``(B, H, W)`` the objective's mean over the masks that show each pixel, per unit of ``keep``.
+        ``(B, H, W)``: ``sum_i (f_i - mean f) M_i / (N keep)``.
     """
     if masks < 1 or not 0 < keep <= 1 or cells < 1:
         raise ConvscopeError(f"RISE needs masks >= 1, 0 < keep <= 1 and cells >= 1; got {masks}, {keep}, {cells}")
@@ -63,6 +65,8 @@ def rise(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, mas
     per_call = max(1, (chunk_size or (GPU_CHUNK if model.device.type == "cuda" else CPU_CHUNK)) // len(x))
     fast = fast_model(model, objective.layers, x)
     total = torch.zeros(len(x), *size, device=model.device)
+    shown = torch.zeros(*size, device=model.device)
+    scores = torch.zeros(len(x), device=model.device)
     with frozen(fast.net), torch.no_grad():
         for start in range(0, masks, per_call):
             chunk = rise_masks(masks, size, cells=cells, keep=keep, seed=seed, start=start,
@@ -70,4 +74,6 @@ def rise(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, mas
             copies = (x[:, None] * chunk[None]).flatten(0, 1)                                    # image-major
             values = in_fast_layout(fast.net, lambda z: score(fast, z, objective), copies).view(len(x), -1)
             total += torch.einsum("bk,khw->bhw", values.float(), chunk[:, 0])
-    return total / (masks * keep)
+            shown += chunk[:, 0].sum(0)
+            scores += values.float().sum(1)
+    return (total - (scores / masks)[:, None, None] * shown) / (masks * keep)

@@ -44,24 +44,25 @@ class Metric:
         name: its name on the command line.
         better: ``"higher"`` or ``"lower"``.
         measures: one sentence a user reads beside the number.
-        compute: ``Case -> ((B,) values, Curve or None)``.
+        compute: ``(Case, **options) -> ((B,) values, Curve or None)``; the options are the keyword
+            arguments of the function behind the metric (``steps`` of deletion, ``fractions`` of ROAD ...).
     """
 
     name: str
     better: str
     measures: str
-    compute: Callable[[Case], tuple[torch.Tensor, Curve | None]]
+    compute: Callable[..., tuple[torch.Tensor, Curve | None]]
 
 
-def _curve_metric(make: Callable[[Case], Curve]) -> Callable[[Case], tuple[torch.Tensor, Curve]]:
-    def compute(case: Case) -> tuple[torch.Tensor, Curve]:
-        curve = make(case)
+def _curve_metric(make: Callable[..., Curve]) -> Callable[..., tuple[torch.Tensor, Curve]]:
+    def compute(case: Case, **options) -> tuple[torch.Tensor, Curve]:
+        curve = make(case, **options)
         return curve.auc, curve
     return compute
 
 
-def _mprt(case: Case) -> tuple[torch.Tensor, Curve]:
-    similarities, _ = cascading_randomization(case.model, case.x, case.classes, case.explain)
+def _mprt(case: Case, **options) -> tuple[torch.Tensor, Curve]:
+    similarities, _ = cascading_randomization(case.model, case.x, case.classes, case.explain, **options)
     steps = similarities.shape[1]
     return similarities.mean(1), Curve(torch.arange(1, steps + 1) / steps, similarities)
 
@@ -70,27 +71,27 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in [
     Metric("deletion", "lower", "class probability as the most important pixels are blacked out, averaged "
            "over the deletion (Petsiuk et al. 2018); black speckle alone lowers it, so a map of scattered "
            "pixels can win without finding anything: read it with ROAD",
-           _curve_metric(lambda c: deletion(c.model, c.x, c.maps, c.classes))),
+           _curve_metric(lambda c, **o: deletion(c.model, c.x, c.maps, c.classes, **o))),
     Metric("insertion", "higher", "class probability as the most important pixels are put back into a blurred "
            "copy, averaged over the insertion",
-           _curve_metric(lambda c: insertion(c.model, c.x, c.maps, c.classes))),
+           _curve_metric(lambda c, **o: insertion(c.model, c.x, c.maps, c.classes, **o))),
     Metric("road-morf", "lower", "class probability with the most relevant pixels removed and filled in from "
            "their neighbours, so that the removal's shape tells nothing (ROAD, Rong et al. 2022)",
-           _curve_metric(lambda c: road(c.model, c.x, c.maps, c.classes, most_relevant_first=True))),
+           _curve_metric(lambda c, **o: road(c.model, c.x, c.maps, c.classes, most_relevant_first=True, **o))),
     Metric("road-lerf", "higher", "class probability with the least relevant pixels removed and filled in "
            "from their neighbours (ROAD)",
-           _curve_metric(lambda c: road(c.model, c.x, c.maps, c.classes, most_relevant_first=False))),
+           _curve_metric(lambda c, **o: road(c.model, c.x, c.maps, c.classes, most_relevant_first=False, **o))),
     Metric("mprt", "lower", "rank correlation with the map of the same model with its layers randomized top "
            "down: a map that stays the same does not depend on what was learned (Adebayo et al. 2018)", _mprt),
     Metric("random-logit", "lower", "rank correlation with the map of a random other class: a map that stays "
            "the same does not explain the class (Sixt et al. 2020)",
-           lambda c: (random_logit(c.model, c.x, c.classes, c.explain, classes_count=_classes(c)), None)),
+           lambda c, **o: (random_logit(c.model, c.x, c.classes, c.explain, classes_count=_classes(c), **o), None)),
     Metric("max-sensitivity", "lower", "largest relative change of the map when the pixels move by 2% "
-           "(Yeh et al. 2019)", lambda c: (max_sensitivity(c.model, c.x, c.classes, c.explain), None)),
+           "(Yeh et al. 2019)", lambda c, **o: (max_sensitivity(c.model, c.x, c.classes, c.explain, **o), None)),
     Metric("infidelity", "lower", "how badly the map, at its best scale, predicts the logit's change under "
-           "random noise (Yeh et al. 2019)", lambda c: (infidelity(c.model, c.x, c.maps, c.classes), None)),
+           "random noise (Yeh et al. 2019)", lambda c, **o: (infidelity(c.model, c.x, c.maps, c.classes, **o), None)),
     Metric("sparseness", "higher", "Gini index of the map: how few pixels hold the attribution "
-           "(Chalasani et al. 2020)", lambda c: (sparseness(c.maps), None)),
+           "(Chalasani et al. 2020)", lambda c, **o: (sparseness(c.maps), None)),
 ]}
 
 

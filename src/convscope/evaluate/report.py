@@ -81,13 +81,47 @@ class Report:
                            for method, c in by.items()} for m, by in self.curves.items()},
         }
 
+    def table_picture(self) -> Picture:
+        """The table as a picture: each cell the mean and the method's rank, the best of each metric
+        in green, and under it one line per metric on what it measures and which way is better."""
+        import textwrap
+
+        import matplotlib.pyplot as plt
+
+        table, ranks = self.table(), {metric: self.ranking(metric) for metric in self.metrics}
+        cells = [[f"{table[method][m]:.3f} ({ranks[m].index(method) + 1})" for m in self.metrics]
+                 for method in self.methods]
+        notes = [line for m in self.metrics for line in textwrap.wrap(
+            f"{m} ({'higher' if METRICS[m].better == 'higher' else 'lower'} is better): {METRICS[m].measures}",
+            width=150, subsequent_indent="    ")]
+        width = 1.6 + 1.05 * len(self.metrics)
+        table_height, notes_height = 0.25 * (len(self.methods) + 1) + 0.1, 0.12 * len(notes) + 0.15
+        figure = plt.figure(figsize=(width, table_height + notes_height), dpi=110)
+        height = table_height + notes_height
+        axes = figure.add_axes((0.14, notes_height / height, 0.85, table_height / height))
+        axes.axis("off")
+        shown = axes.table(cellText=cells, rowLabels=self.methods, bbox=(0, 0, 1, 1), cellLoc="center",
+                           colLabels=[f"{m} {'↑' if METRICS[m].better == 'higher' else '↓'}" for m in self.metrics])
+        shown.auto_set_font_size(False)
+        shown.set_fontsize(7)
+        for column, metric in enumerate(self.metrics):
+            shown[self.methods.index(ranks[metric][0]) + 1, column].set_facecolor("#cdeccd")
+        figure.text(0.01, 0.1 / height, "\n".join(notes), fontsize=6, va="bottom", ha="left")
+        caption = (f"{len(self.methods)} methods x {len(self.metrics)} metrics on {len(self.images)} image(s) of "
+                   f"{self.model}: mean (rank), best in green")
+        return figure_picture(figure, caption)
+
     def curves_picture(self) -> Picture:
         """One panel per curve metric: each method's mean curve, its area in the legend."""
         import matplotlib.pyplot as plt
 
         names = list(self.curves)
-        figure, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.4), squeeze=False)
-        for axis, metric in zip(axes[0], names):
+        columns = min(3, max(1, len(names)))
+        rows = -(-max(1, len(names)) // columns)
+        figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+        for axis in axes.flat[len(names):]:
+            axis.axis("off")
+        for axis, metric in zip(axes.flat, names):
             for method, curve in self.curves[metric].items():
                 area = float(self.values[metric][method].mean())
                 axis.plot(curve.fractions, curve.scores.mean(0), label=f"{method} ({area:.3f})")

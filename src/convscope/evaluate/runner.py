@@ -29,7 +29,8 @@ def method_explainer(method: str) -> Explainer:
 
 def evaluate(model: Model | nn.Module, x: torch.Tensor, methods: Sequence[str] | dict[str, Explainer] = DEFAULT_METHODS,
              metrics: Sequence[str] = DEFAULT_METRICS, target: int | str | torch.Tensor | None = None, *,
-             progress: bool = False, on_step: Callable[[int, int], None] | None = None) -> Report:
+             options: dict[str, dict] | None = None, progress: bool = False,
+             on_step: Callable[[int, int], None] | None = None) -> Report:
     """Evaluates each method's maps of ``x`` with each metric.
 
     Args:
@@ -39,6 +40,7 @@ def evaluate(model: Model | nn.Module, x: torch.Tensor, methods: Sequence[str] |
             edge detector).
         metrics: names of :data:`~convscope.evaluate.metrics.METRICS`.
         target: the class to explain (default: each image's top class).
+        options: metric -> keyword arguments of its function, e.g. ``{"deletion": {"steps": 50}}``.
         on_step: called with ``(done, total)`` after each method x metric.
 
     Returns:
@@ -61,7 +63,8 @@ def evaluate(model: Model | nn.Module, x: torch.Tensor, methods: Sequence[str] |
             report.maps[name] = maps
             _advance(bar, on_step, total)
             for metric in metrics:
-                values, curve = METRICS[metric].compute(Case(model, x, classes, maps, explain))
+                values, curve = METRICS[metric].compute(Case(model, x, classes, maps, explain),
+                                                        **(options or {}).get(metric, {}))
                 report.add(metric, name, values, curve)
                 _advance(bar, on_step, total)
     return report

@@ -1,4 +1,4 @@
-"""Tour section: gradients to the image, CAMs, occlusion, segmentation and the sanity check."""
+"""Tour section: gradients to the image, CAMs, LRP, perturbations, occlusion and segmentation."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ import time
 from convscope.attribute.occlusion import occlusion
 from convscope.attribute.cam import PERTURBATIONS
 from convscope.attribute.rollout import attention_maps
-from convscope.attribute.saliency import METHODS, TRANSFORMER_METHODS, saliency
-from convscope.attribute.sanity import sanity_check
+from convscope.attribute.rise import rise
+from convscope.attribute.saliency import METHODS, TRANSFORMER_METHODS, Saliency, saliency
+from convscope.attribute.targets import objective_for
 from convscope.attribute.segment import segment
 from convscope.core.metrics import ssim
-from convscope.core.render import figure_picture, picture, side_by_side
+from convscope.core.render import picture, side_by_side
 from convscope.samples import sample_image
 from convscope.tour.runner import Shot, TourContext
 
 SECTION = "Attribution: gradients to the image"
-SANITY_METHODS = ("gradient", "guided", "gradcam", "smoothgrad")
 #: Left out of the tour: Score-CAM and Ablation-CAM run a forward per channel (1280 on the default
-#: model, about a minute each on 2 CPU cores), which would add a fifth to the tour's time.
-SLOW_METHODS = tuple(PERTURBATIONS)
+#: model, 25-30 s each on 2 CPU cores); RISE is shown with half its default masks.
+SLOW_METHODS = (*PERTURBATIONS, "rise")
+RISE_MASKS = 1000
 
 
 def attribute_shots(context: TourContext) -> list[Shot]:
@@ -29,16 +30,21 @@ def attribute_shots(context: TourContext) -> list[Shot]:
     transformer = bool(attention_maps(model, cat))  # attention rollout only where there is attention
     shots = [Shot(SECTION, f"{method} (cat)", _method(model, cat, method)) for method in METHODS
              if (transformer or method not in TRANSFORMER_METHODS) and method not in SLOW_METHODS]
+    shots.append(Shot(SECTION, f"rise, {RISE_MASKS} masks (cat)", lambda: _rise(model, cat)))
     shots.append(Shot(SECTION, "guided (coffee)", _method(model, coffee, "guided")))
     shots.append(Shot(SECTION, "Grad-CAM (coffee)", _method(model, coffee, "gradcam")))
     shots.append(Shot(SECTION, "Occlusion exact vs fast (coffee)", lambda: _occlusion(model, coffee)))
     shots.append(Shot(SECTION, "Segmentation from saliency (coffee)", lambda: _segment(model, coffee)))
-    shots.append(Shot(SECTION, "Sanity check: top layers randomized", lambda: _sanity(model, cat)))
     return shots
 
 
 def _method(model, x, method: str):
     return lambda: saliency(model, x, method=method).picture()
+
+
+def _rise(model, x):
+    objective = objective_for(model, x)
+    return Saliency("rise", rise(model, x, objective, masks=RISE_MASKS), x, objective).picture()
 
 
 def _occlusion(model, x):
@@ -66,18 +72,3 @@ def _top(model, x) -> int:
 
 def _segment(model, x):
     return segment(model, x).picture()
-
-
-def _sanity(model, x):
-    import matplotlib.pyplot as plt
-
-    target = _top(model, x)
-    scores = {method: sanity_check(model, x, target, method=method) for method in SANITY_METHODS}
-    figure, axes = plt.subplots(figsize=(5, 3), dpi=90)
-    axes.bar(list(scores), list(scores.values()), color="#4a7bd0")
-    axes.set_ylim(-0.2, 1.0)
-    axes.set_ylabel("rank correlation")
-    axes.set_title("map of trained vs top-3-randomized model")
-    figure.tight_layout()
-    caption = "; ".join(f"{m} {v:.2f}" for m, v in scores.items()) + " (near 1: the map ignores the weights)"
-    return figure_picture(figure, caption, **scores)
