@@ -6,7 +6,7 @@ import torch
 import convscope as cs
 from convscope.attribute.rise import rise, rise_masks
 from convscope.core.objectives import class_logit
-from tests.evaluate.test_metrics import small_net
+from tests.evaluate.test_map_metrics import small_net
 
 
 def test_rise_equals_the_mask_weighted_mean_computed_one_by_one():

@@ -11,7 +11,7 @@ from convscope.evaluate.dataset import evaluate_dataset
 from convscope.evaluate.metrics import METRICS
 from convscope.evaluate.runner import evaluate, method_explainer
 from tests.cli.test_cli import run
-from tests.evaluate.test_metrics import small_net, sobel
+from tests.evaluate.test_map_metrics import small_net, sobel
 
 
 def test_report_table_ranks_each_metric_in_its_better_direction(tmp_path):
