@@ -33,6 +33,8 @@ def attribute_shots(context: TourContext) -> list[Shot]:
     shots.append(Shot(SECTION, f"rise, {RISE_MASKS} masks (cat)", lambda: _rise(model, cat)))
     shots.append(Shot(SECTION, "guided (coffee)", _method(model, coffee, "guided")))
     shots.append(Shot(SECTION, "Grad-CAM (coffee)", _method(model, coffee, "gradcam")))
+    if model.channels == 3:
+        shots.append(Shot(SECTION, "lrp (coffee)", _method(model, coffee, "lrp")))
     shots.append(Shot(SECTION, "Occlusion exact vs fast (coffee)", lambda: _occlusion(model, coffee)))
     shots.append(Shot(SECTION, "Segmentation from saliency (coffee)", lambda: _segment(model, coffee)))
     return shots
