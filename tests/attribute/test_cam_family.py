@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import convscope as cs
 from convscope.attribute.cam import class_activation_map
 from convscope.core.objectives import class_logit
 from tests.conftest import assert_unchanged, snapshot
@@ -44,6 +45,18 @@ def test_equals_pytorch_grad_cam(method):
     with getattr(grad_cam_library, REFERENCES[method])(model=net, target_layers=[net[3]]) as reference:
         theirs = reference(input_tensor=x, targets=[ClassifierOutputTarget(2)] * 2)
     np.testing.assert_allclose(scaled(ours), theirs, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_fused_layers_equal_pytorch_grad_cam_with_two_target_layers(method):
+    net = spatial_head_net()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    ours = cs.saliency(net, x, 1, method=method, layer="1,3").raw
+    with getattr(grad_cam_library, REFERENCES[method])(model=net, target_layers=[net[1], net[3]]) as reference:
+        theirs = reference(input_tensor=x, targets=[ClassifierOutputTarget(1)] * 2)
+    np.testing.assert_allclose(scaled(ours), theirs, atol=1e-4)  # they rescale the mean to [0, 1] again
+    assert not np.allclose(scaled(ours), scaled(class_activation_map(net, x, class_logit(1), "3", method=method)),
+                           atol=1e-2)
 
 
 def principal_by_hand(values: np.ndarray) -> np.ndarray:

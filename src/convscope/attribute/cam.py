@@ -5,6 +5,8 @@ copies. Guided Grad-CAM multiplies Grad-CAM with guided backpropagation."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,6 +65,23 @@ def class_activation_map(model: Model | nn.Module, x: torch.Tensor, objective: O
         weights = PERTURBATIONS[method](model, x.to(model.device), objective, layer, reading, maps)
         cam = (weights[:, :, None, None] * maps).sum(1)
     return F.interpolate(torch.relu(cam)[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def fused_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, layers: Sequence[str], *,
+              method: str = "gradcam") -> torch.Tensor:
+    """Several layers' class activation maps combined: each scaled to [0, 1] per image, then
+    averaged (as pytorch-grad-cam combines its target layers), so that a coarse deep map and a
+    finer earlier one both show.
+
+    Returns:
+        ``(B, H, W)`` in [0, 1] at input resolution.
+    """
+    scaled = []
+    for layer in layers:
+        cam = class_activation_map(model, x, objective, layer, method=method)
+        low, high = cam.amin(dim=(1, 2), keepdim=True), cam.amax(dim=(1, 2), keepdim=True)
+        scaled.append((cam - low) / (high - low).clamp_min(1e-12))
+    return torch.stack(scaled).mean(0)
 
 
 def _plus_plus(acts: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from convscope.attribute.averaged import integrated_gradients
-from convscope.attribute.cam import PERTURBATIONS, WEIGHTINGS, class_activation_map, guided_grad_cam
+from convscope.attribute.cam import PERTURBATIONS, WEIGHTINGS, class_activation_map, fused_cam, guided_grad_cam
 from convscope.attribute.core import attribute
 from convscope.attribute.lrp import lrp
 from convscope.attribute.noise import AGGREGATES, gradient_shap, noise_tunnel, smooth_grad
@@ -31,7 +31,12 @@ def _lrp(composite: str) -> Callable:
 
 
 def _cam(method: str) -> Callable:
-    return lambda model, x, objective, layer: class_activation_map(model, x, objective, layer, method=method)
+    """A CAM method; ``layer`` may name several layers, comma-separated, whose maps are fused."""
+    def run(model, x, objective, layer):
+        if layer is not None and "," in layer:
+            return fused_cam(model, x, objective, [name.strip() for name in layer.split(",")], method=method)
+        return class_activation_map(model, x, objective, layer, method=method)
+    return run
 
 
 #: LRP methods and their composites (:data:`~convscope.attribute.lrp.COMPOSITES`).
@@ -118,8 +123,9 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
         x: ``(B, C, H, W)`` images in [0, 1].
         target: class index or name (top class if None), a ``(B,)`` tensor, or an Objective.
         method: one of :data:`METHODS`.
-        layer: the CAM layer for Grad-CAM methods (default: the last spatial one); for the
-            other methods, the layer of ``channel``.
+        layer: the CAM layer for Grad-CAM methods (default: the last spatial one; several,
+            comma-separated, are fused: :func:`~convscope.attribute.cam.fused_cam`); for the other
+            methods, the layer of ``channel``.
         channel, position: explain this channel of ``layer`` (or one unit at ``(y, x)``) instead
             of a class.
         noise: a noise tunnel around the method (:data:`~convscope.attribute.noise.AGGREGATES`:

@@ -28,7 +28,8 @@ ArrayOption = Annotated[Path | None, typer.Option(help="Also save the raw map (H
 def saliency(image: Annotated[Path, typer.Argument(help="Image file.")], output: OutputOption,
              method: Annotated[str, typer.Option(help=", ".join(METHODS))] = "gradient",
              target: TargetOption = None,
-             layer: Annotated[str | None, typer.Option(help="CAM layer, or the layer of --channel.")] = None,
+             layer: Annotated[str | None, typer.Option(help="CAM layer (several, comma-separated, are fused), "
+                                                             "or the layer of --channel.")] = None,
              channel: Annotated[int | None, typer.Option(help="Explain this channel of --layer.")] = None,
              neuron: Annotated[str | None, typer.Option(help="Y,X: one unit of --channel.")] = None,
              noise: Annotated[str | None, typer.Option(help="A noise tunnel around the method: "
