@@ -15,6 +15,7 @@ from convscope.attribute.lrp import lrp
 from convscope.attribute.noise import AGGREGATES, gradient_shap, noise_tunnel, smooth_grad
 from convscope.attribute.rise import rise
 from convscope.attribute.rollout import attention_rollout
+from convscope.attribute.surrogate import kernel_shap, lime
 from convscope.attribute.targets import objective_for
 from convscope.core.objectives import Objective
 from convscope.core.render import Picture, colorize, overlay, picture, side_by_side
@@ -55,6 +56,8 @@ METHODS: dict[str, Callable] = {
     "integrated-gradients": lambda model, x, objective, layer: integrated_gradients(model, x, objective),
     **{name: _lrp(composite) for name, composite in LRP_METHODS.items()},
     "rise": lambda model, x, objective, layer: rise(model, x, objective),
+    "kernel-shap": lambda model, x, objective, layer: kernel_shap(model, x, objective),
+    "lime": lambda model, x, objective, layer: lime(model, x, objective),
     "attention-rollout": lambda model, x, objective, layer: attention_rollout(model, x),
 }
 #: Methods whose raw output is best seen as a colored image of the gradient itself.
