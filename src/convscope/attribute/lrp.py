@@ -127,28 +127,59 @@ class _Rules(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _LAYERS:
-            kind, op = _LAYERS[func](args, kwargs)
+            call = _LAYERS[func](args, kwargs)
+            kind = call.kind
             first = self.calls == 0
             self.calls += 1
             boxed = self.composite.first is not None and (self.composite.first.name != "zbox" or kind == "conv")
             rule = (self.composite.first if first and boxed else
                     self.composite.conv if kind == "conv" else self.composite.linear)
             weight, bias = args[1], (args[2] if len(args) > 2 else kwargs.get("bias"))
-            return _RuleLayer.apply(args[0], weight, bias, op, rule, self.bounds, first)
+            return _RuleLayer.apply(args[0], weight, bias, call, rule, self.bounds, first)
         if func in _PASSED:
             rest, named = args[1:], {k: v for k, v in kwargs.items() if k != "inplace"}
             return _PassThrough.apply(args[0], lambda z: func(z, *rest, **named))
         return func(*args, **kwargs)
 
 
-def _conv(args, kwargs) -> tuple[str, Callable]:
+@dataclass(frozen=True)
+class _Call:
+    """One convolution or linear call: ``forward(a, w, b)``, and ``transpose(shape, w, g)``, the
+    gradient w.r.t. an input of ``shape`` for output gradient ``g`` (no forward graph needed)."""
+
+    kind: str
+    forward: Callable
+    transpose: Callable
+    bias_shape: Callable
+
+
+def _conv(args, kwargs) -> _Call:
     rest, named = args[3:], {k: v for k, v in kwargs.items() if k != "bias"}
-    conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[args[0].dim()]
-    return "conv", lambda a, w, b: conv(a, w, b, *rest, **named)
+    dims = args[0].dim() - 2
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
+    grad = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}[dims]
+    options = dict(zip(("stride", "padding", "dilation", "groups"), rest)) | named
+    forward = lambda a, w, b: conv(a, w, b, *rest, **named)  # noqa: E731
+    if isinstance(options.get("padding", 0), str):  # "same"/"valid": through autograd
+        transpose = _by_autograd(forward)
+    else:
+        transpose = lambda shape, w, g: grad(shape, w, g, **options)  # noqa: E731
+    return _Call("conv", forward, transpose, lambda b, dim: b.view(1, -1, *[1] * (dim - 2)))
 
 
-_LAYERS = {F.conv1d: _conv, F.conv2d: _conv, F.conv3d: _conv,
-           F.linear: lambda args, kwargs: ("linear", lambda a, w, b: F.linear(a, w, b))}
+def _linear(args, kwargs) -> _Call:
+    return _Call("linear", lambda a, w, b: F.linear(a, w, b), lambda shape, w, g: g @ w, lambda b, dim: b)
+
+
+def _by_autograd(forward: Callable) -> Callable:
+    def transpose(shape, w, g):
+        with torch.enable_grad():
+            probe = torch.zeros(shape, dtype=g.dtype, device=g.device, requires_grad=True)
+            return torch.autograd.grad(forward(probe, w, None), probe, g)[0]
+    return transpose
+
+
+_LAYERS = {F.conv1d: _conv, F.conv2d: _conv, F.conv3d: _conv, F.linear: _linear}
 #: Clipped and smooth activations, run out of place: relevance passes them unchanged (Zennit's Pass).
 _PASSED = {F.hardtanh, F.relu6, F.silu, F.gelu, F.hardswish, F.mish, F.elu}
 
@@ -177,30 +208,43 @@ class _PassThrough(torch.autograd.Function):
 class _RuleLayer(torch.autograd.Function):
     """A convolution or linear layer whose backward applies an LRP rule to ``R_z = z * g_z`` and
     sends back ``R_a / a``; the first layer sends back ``R_a`` itself, which reaches the
-    normalized image through what came before (padding, resizing: linear, so the sum is kept)."""
+    normalized image through what came before (padding, resizing: linear, so the sum is kept).
+
+    The rule's modified forwards run without a graph and their gradients are transposed
+    convolutions; a term whose input is zero everywhere (the negative part of a ReLU's output)
+    is only its bias, and passes nothing back."""
 
     @staticmethod
-    def forward(ctx, a, weight, bias, op, rule, bounds, first):
-        ctx.save_for_backward(a, weight, bias)  # not the output: an in-place activation may change it
-        ctx.op, ctx.rule, ctx.bounds, ctx.first = op, rule, bounds, first
-        return op(a, weight, bias)
+    def forward(ctx, a, weight, bias, call, rule, bounds, first):
+        z = call.forward(a, weight, bias)
+        ctx.save_for_backward(a, weight, bias, z.detach().clone())  # a copy: an in-place activation may follow
+        ctx.call, ctx.rule, ctx.bounds, ctx.first = call, rule, bounds, first
+        return z
 
     @staticmethod
     def backward(ctx, grad):
-        a, weight, bias = ctx.saved_tensors
-        z = None if ctx.rule.name == "epsilon" else ctx.op(a, weight, bias)  # epsilon's one term computes it
+        a, weight, bias, z = ctx.saved_tensors
+        call, relevance = ctx.call, z * grad
         terms = _TERMS[ctx.rule.name](ctx.rule, a, weight, bias, z, ctx.bounds)
-        with torch.enable_grad():
-            inputs = [term.input.detach().requires_grad_(True) for term in terms]
-            outputs = [ctx.op(i, term.weight.detach(), None if term.bias is None else term.bias.detach())
-                       for i, term in zip(inputs, terms)]
-            relevance = (outputs[0].detach() if z is None else z) * grad
-            shares = [term.share(relevance, outputs) for term in terms]
-            grads = torch.autograd.grad(outputs, inputs, shares)
+        signs = {1: bool((a > 0).any()), -1: bool((a < 0).any()), 0: True}
+        live = [signs[term.sign] for term in terms]
+        outputs = [z if ctx.rule.name == "epsilon" else
+                   call.forward(term.input, term.weight, term.bias) if alive else
+                   _bias_only(call, term.bias, z) for term, alive in zip(terms, live)]
+        shares = [term.share(relevance, outputs) for term in terms]
+        grads = [call.transpose(term.input.shape, term.weight, share) if alive else None
+                 for term, share, alive in zip(terms, shares, live)]
         if ctx.first:
-            return sum(term.reduce(i, g) for term, i, g in zip(terms, inputs, grads)), *(None,) * 6
-        per_value = sum(term.per_value(a, g) for term, g in zip(terms, grads))
+            return sum(term.reduce(term.input, g) for term, g in zip(terms, grads) if g is not None), *(None,) * 6
+        per_value = sum(term.per_value(a, g) for term, g in zip(terms, grads) if g is not None)
         return per_value, None, None, None, None, None, None
+
+
+def _bias_only(call: _Call, bias: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """A layer's output for an input of zeros: its bias everywhere."""
+    if bias is None:
+        return torch.zeros_like(like)
+    return call.bias_shape(bias, like.dim()).expand_as(like)
 
 
 @dataclass
