@@ -75,8 +75,14 @@ def order_ranks(maps: torch.Tensor) -> torch.Tensor:
 def _curve(model: Model, start: torch.Tensor, end: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor,
            steps: int, kind: str) -> Curve:
     """Scores of the images that take the ``k * per_step`` most important pixels from ``end`` and the
-    rest from ``start``."""
+    rest from ``start``; more images than a forward pass takes go a few at a time, so that each pass
+    holds several steps of few images (small batches are fastest on a CPU)."""
     _check(start, maps, classes, steps)
+    size = chunk_size(model)
+    if len(start) > size:
+        parts = [_curve(model, start[i:i + size], end[i:i + size], maps[i:i + size], classes[i:i + size], steps, kind)
+                 for i in range(0, len(start), size)]
+        return Curve(parts[0].fractions, torch.cat([part.scores for part in parts]))
     pixels = maps[0].numel()
     per_step = math.ceil(pixels / steps)
     counts = torch.tensor([min(k * per_step, pixels) for k in range(math.ceil(pixels / per_step) + 1)])
