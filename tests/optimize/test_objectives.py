@@ -49,3 +49,15 @@ def test_diversity_is_minus_one_for_copies_and_higher_for_different():
     assert torch.allclose(same, torch.full((3,), -1.0), atol=1e-6)
     other = torch.rand(1, 4, 3, 3, generator=torch.Generator().manual_seed(2)) ** 4
     assert (diversity("x")({"x": torch.cat([a, other])}) > -1 + 1e-3).all()
+
+
+def test_a_combination_of_per_example_objectives_selects_each_examples_part():
+    import torch
+
+    from convscope.core.objectives import OUTPUT, class_logit
+    classes = torch.tensor([1, 3])
+    combined = 2 * class_logit(classes) - class_logit(0) + 0.5
+    logits = torch.arange(12.0).view(2, 6)
+    alone = combined.example(1)({OUTPUT: logits[1:].expand(4, -1)})  # four copies of example 1
+    torch.testing.assert_close(alone, (2 * logits[1, 3] - logits[1, 0] + 0.5).expand(4))
+    torch.testing.assert_close(combined({OUTPUT: logits}), 2 * logits[[0, 1], [1, 3]] - logits[:, 0] + 0.5)

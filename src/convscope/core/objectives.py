@@ -49,18 +49,22 @@ class Objective:
 
     def __add__(self, other: Objective | float) -> Objective:
         if isinstance(other, (int, float)):
-            return Objective(lambda acts: self(acts) + other, self.layers, f"{self.name} + {other}")
+            return Objective(lambda acts: self(acts) + other, self.layers, f"{self.name} + {other}",
+                             None if self._select is None else lambda i: self.example(i) + other)
         if not isinstance(other, Objective):
             return NotImplemented
+        either = self._select is not None or other._select is not None  # a sum keeps its parts' per-example form
         return Objective(lambda acts: self(acts) + other(acts), self.layers + other.layers,
-                         f"{self.name} + {other.name}")
+                         f"{self.name} + {other.name}", (lambda i: self.example(i) + other.example(i)) if either
+                         else None)
 
     __radd__ = __add__
 
     def __mul__(self, k: float) -> Objective:
         if not isinstance(k, (int, float)):
             return NotImplemented  # Objective * Objective is not linear: a TypeError
-        return Objective(lambda acts: k * self(acts), self.layers, f"{k} * {self.name}")
+        return Objective(lambda acts: k * self(acts), self.layers, f"{k} * {self.name}",
+                         None if self._select is None else lambda i: k * self.example(i))
 
     __rmul__ = __mul__
 
