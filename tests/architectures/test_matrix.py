@@ -24,7 +24,7 @@ from convscope.attribute.noise import gradient_shap, smooth_grad
 from convscope.attribute.occlusion import occlusion
 from convscope.attribute.rise import rise
 from convscope.attribute.rollout import attention_rollout
-from convscope.attribute.surrogate import kernel_shap
+from convscope.attribute.surrogate import kernel_shap, lime
 from convscope.core.maps import reading_of
 from convscope.core.objectives import class_logit
 from convscope.core.summary import feature_maps
@@ -198,6 +198,8 @@ def every_method(model: cs.Model, x: torch.Tensor, layer: str, folder) -> dict:
         "rise": lambda: rise(model, x, objective, masks=4),
         "lrp": lambda: lrp(model, x, objective),
         "kernel-shap": lambda: kernel_shap(model, x, objective, segments=8, samples=6),
+        "lime": lambda: lime(model, x, objective, segments=8, samples=6),
+        "input-x-gradient": lambda: x * attribute(model, x, objective),
         "occlusion-fast": lambda: occlusion(model, x, TARGET, patch=16, stride=16, mode="fast"),
         "codes": lambda: cs.capture(model, model.net, x, [penultimate_layer(model)]),
         "top-activations": lambda: top_activations(model, "photos:2", folder, layer=layer, channels=[0, 1], k=2,
