@@ -24,11 +24,18 @@ def unknown_choice(kind: str, given: str, valid: Iterable[str], *, shown: int = 
         shown: how many suggestions to list at most.
     """
     valid = list(valid)
-    close = difflib.get_close_matches(given, valid, n=shown, cutoff=0.5)
-    if not close:
-        close = [v for v in valid if given.lower() in v.lower()][:shown]
+    close = []
+    if len(given) <= max(map(len, valid), default=0) * 2:  # matching a very long name is slow and pointless
+        close = difflib.get_close_matches(given, valid, n=shown, cutoff=0.5)
+        close = close or [v for v in valid if given.lower() in v.lower()][:shown]
     if close:
         hint = "closest: " + ", ".join(close)
     else:
         hint = "valid: " + ", ".join(valid[:shown]) + (" ..." if len(valid) > shown else "")
-    return ConvscopeError(f"unknown {kind} {given!r}; {hint}")
+    return ConvscopeError(f"unknown {kind} {shorten(given)!r}; {hint}")
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text``, or its first ``limit`` characters and how many there were: user input is never
+    echoed at any length."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -1,8 +1,13 @@
 """An explorer on the default model, served in-process (API tests) or by a real server (browser)."""
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+
+import httpx
 
 import pytest
 import uvicorn
@@ -38,14 +43,49 @@ def wait_for(client, job: dict, states=("done", "failed", "cancelled"), seconds:
     return status
 
 
-class Server:
-    """uvicorn serving an explorer on a free port of 127.0.0.1, in a thread."""
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    def __init__(self, model) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        app = create_app(Explorer(model, settings=Settings()))
+
+def memory_mib(pid: int, field: str) -> float:
+    """A process's ``VmRSS`` (now) or ``VmHWM`` (its peak so far) from /proc, in MiB."""
+    status = open(f"/proc/{pid}/status").read()
+    return int(status.split(f"{field}:")[1].split()[0]) / 1024
+
+
+def rss_mib(pid: int) -> float:
+    return memory_mib(pid, "VmRSS")
+
+
+@pytest.fixture()
+def serve():
+    """A real ``convscope serve`` process on the default model: ``(url, pid)``."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "convscope", "serve", "--port", str(port), "--device", "cpu"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            httpx.get(url + "/api/model", timeout=2)
+            break
+        except httpx.TransportError:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+    yield url, process.pid
+    process.terminate()
+    process.wait(timeout=30)
+
+
+class Server:
+    """uvicorn serving an explorer on a free port of 127.0.0.1, in a thread (``options``: Settings fields)."""
+
+    def __init__(self, model, **options) -> None:
+        self.port = free_port()
+        app = create_app(Explorer(model, settings=Settings(**options)))
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -6,10 +6,6 @@ are printed (run with ``-s`` to see them) and written to ``load.json`` in the te
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,46 +16,16 @@ import pytest
 from convscope.core.images import fit
 from convscope.inspect.predictions import classify
 from convscope.samples import sample_image
+from tests.web.conftest import rss_mib
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _rss_mib(pid: int) -> float:
-    status = open(f"/proc/{pid}/status").read()
-    return int(status.split("VmRSS:")[1].split()[0]) / 1024
-
-
-@pytest.fixture()
-def server():
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "convscope", "serve", "--port", str(port), "--device", "cpu"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(url + "/api/model", timeout=2)
-            break
-        except httpx.TransportError:
-            assert process.poll() is None, process.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-    yield url, process.pid
-    process.terminate()
-    process.wait(timeout=30)
-
-
-def test_fifty_classify_requests_while_two_long_jobs_run(server, lite0, tmp_path):
-    url, pid = server
+def test_fifty_classify_requests_while_two_long_jobs_run(serve, lite0, tmp_path):
+    url, pid = serve
     client = httpx.Client(base_url=url, timeout=120)
     cat = client.post("/api/images/sample/cat").json()["id"]
     expected = classify(lite0, fit(sample_image("cat"), 224), top=3)[0]
     client.get(f"/api/images/{cat}/predictions")  # warm up
-    before = _rss_mib(pid)
+    before = rss_mib(pid)
 
     long_jobs = [client.post("/api/jobs/dream", json={"image": cat, "layer": "_blocks.9", "octaves": 6, "steps": 50,
                                                       "size": 512}).json(),
@@ -79,7 +45,7 @@ def test_fifty_classify_requests_while_two_long_jobs_run(server, lite0, tmp_path
         answers = list(pool.map(ask, range(50)))
     wall = time.perf_counter() - started
     still_running = [client.get(f"/api/jobs/{job['id']}").json()["state"] for job in long_jobs]
-    after = _rss_mib(pid)
+    after = rss_mib(pid)
     for job in long_jobs:
         client.delete(f"/api/jobs/{job['id']}")
 

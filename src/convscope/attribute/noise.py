@@ -29,8 +29,8 @@ CPU_CHUNK, GPU_CHUNK = 4, 128
 
 
 def noise_tunnel(explain: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, kind: str = "smoothgrad",
-                 samples: int = 25, noise: float = 0.15, seed: int = 0, chunk_size: int = CPU_CHUNK
-                 ) -> torch.Tensor:
+                 samples: int = 25, noise: float = 0.15, seed: int = 0, chunk_size: int = CPU_CHUNK,
+                 callback: Callable[[float], None] | None = None) -> torch.Tensor:
     """A map averaged over noisy copies of each image (NoiseTunnel).
 
     Args:
@@ -41,6 +41,7 @@ def noise_tunnel(explain: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
         samples: noisy copies per image.
         noise: Gaussian noise's standard deviation, as a fraction of each image's value range.
         chunk_size: copies per call of ``explain`` (at least one copy of every image).
+        callback: called after each call of ``explain`` with the fraction of copies done.
 
     Returns:
         ``(B, ...)``, the shape of ``explain``'s maps.
@@ -60,17 +61,20 @@ def noise_tunnel(explain: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
         copies = noisy[:, start:start + per_call]
         explained = explain(copies.flatten(0, 1).to(x.device)).detach().cpu()
         maps.append(explained.view(*copies.shape[:2], *explained.shape[1:]))
+        if callback:
+            callback(min(samples, start + per_call) / samples)
     return AGGREGATES[kind](torch.cat(maps, 1)).to(x.device)
 
 
 def smooth_grad(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, kind: str = "smoothgrad",
                 samples: int = 25, noise: float = 0.15, rule: str = "gradient", seed: int = 0,
-                chunk_size: int | None = None) -> torch.Tensor:
+                chunk_size: int | None = None, callback: Callable[[float], None] | None = None) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825), SmoothGrad² or VarGrad of the gradient
     (or of deconvnet/guided backpropagation with ``rule``): ``(B, C, H, W)``."""
     model = as_model(model)
     return noise_tunnel(lambda copies: attribute(model, copies, objective, rule=rule), x, kind=kind,
-                        samples=samples, noise=noise, seed=seed, chunk_size=chunk_size or _chunk(model))
+                        samples=samples, noise=noise, seed=seed, chunk_size=chunk_size or _chunk(model),
+                        callback=callback)
 
 
 def gradient_shap(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, baselines: torch.Tensor | None = None,

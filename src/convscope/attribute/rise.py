@@ -12,6 +12,7 @@ go through the network together, batch norms folded, without gradients.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,8 @@ def rise_masks(count: int, size: tuple[int, int], *, cells: int = 7, keep: float
 
 
 def rise(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, masks: int = 2000, cells: int = 7,
-         keep: float = 0.5, seed: int = 0, chunk_size: int | None = None) -> torch.Tensor:
+         keep: float = 0.5, seed: int = 0, chunk_size: int | None = None,
+         callback: Callable[[float], None] | None = None) -> torch.Tensor:
     """RISE saliency of ``objective`` (e.g. a class logit) for each image.
 
     Args:
@@ -53,6 +55,7 @@ def rise(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, mas
         masks: how many random masks (the paper used 4000 at 224 px; fewer give a noisier map).
         cells: the masks' grid is ``cells x cells`` before upsampling.
         keep: the probability that a cell shows the image.
+        callback: called after each chunk of masks with the fraction done.
 
     Returns:
         ``(B, H, W)``: ``sum_i (f_i - mean f) M_i / (N keep)``.
@@ -76,4 +79,6 @@ def rise(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, mas
             total += torch.einsum("bk,khw->bhw", values.float(), chunk[:, 0])
             shown += chunk[:, 0].sum(0)
             scores += values.float().sum(1)
+            if callback:
+                callback(min(masks, start + per_call) / masks)
     return (total - (scores / masks)[:, None, None] * shown) / (masks * keep)

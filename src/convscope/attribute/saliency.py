@@ -24,16 +24,23 @@ from convscope.models.model import Model, as_model
 
 
 def _rule(rule: str) -> Callable:
-    return lambda model, x, objective, layer: attribute(model, x, objective, rule=rule)
+    return lambda model, x, objective, layer, callback=None: attribute(model, x, objective, rule=rule)
 
 
 def _lrp(composite: str) -> Callable:
-    return lambda model, x, objective, layer: lrp(model, x, objective, composite=composite).relevance
+    return lambda model, x, objective, layer, callback=None: lrp(model, x, objective, composite=composite).relevance
+
+
+def _whole(method: Callable, *, reports: bool = False, **options) -> Callable:
+    """A method of ``(model, x, objective, **options)``; ``reports``: it takes the progress callback."""
+    def run(model, x, objective, layer, callback=None):
+        return method(model, x, objective, **options, **({"callback": callback} if reports else {}))
+    return run
 
 
 def _cam(method: str) -> Callable:
     """A CAM method; ``layer`` may name several layers, comma-separated, whose maps are fused."""
-    def run(model, x, objective, layer):
+    def run(model, x, objective, layer, callback=None):
         if layer is not None and "," in layer:
             return fused_cam(model, x, objective, [name.strip() for name in layer.split(",")], method=method)
         return class_activation_map(model, x, objective, layer, method=method)
@@ -42,23 +49,23 @@ def _cam(method: str) -> Callable:
 
 #: LRP methods and their composites (:data:`~convscope.attribute.lrp.COMPOSITES`).
 LRP_METHODS = {"lrp": "epsilon-gamma-box", "lrp-plus": "epsilon-plus-flat", "lrp-alpha-beta": "epsilon-alpha2-beta1"}
-#: Method name -> ``(model, x, objective, layer) -> (B, C, H, W) or (B, H, W)`` raw attribution.
+#: Method name -> ``(model, x, objective, layer, callback=None) -> (B, C, H, W) or (B, H, W)`` raw
+#: attribution; methods with long loops call ``callback`` with the fraction done.
 METHODS: dict[str, Callable] = {
     "gradient": _rule("gradient"),
     "deconvnet": _rule("deconvnet"),
     "guided": _rule("guided"),
     **{name: _cam(name) for name in [*WEIGHTINGS, *PERTURBATIONS]},
-    "guided-gradcam": lambda model, x, objective, layer: guided_grad_cam(model, x, objective, layer),
-    "input-x-gradient": lambda model, x, objective, layer: x * attribute(model, x, objective),
-    **{kind: lambda model, x, objective, layer, kind=kind: smooth_grad(model, x, objective, kind=kind)
-       for kind in AGGREGATES},
-    "gradient-shap": lambda model, x, objective, layer: gradient_shap(model, x, objective),
-    "integrated-gradients": lambda model, x, objective, layer: integrated_gradients(model, x, objective),
+    "guided-gradcam": lambda model, x, objective, layer, callback=None: guided_grad_cam(model, x, objective, layer),
+    "input-x-gradient": lambda model, x, objective, layer, callback=None: x * attribute(model, x, objective),
+    **{kind: _whole(smooth_grad, reports=True, kind=kind) for kind in AGGREGATES},
+    "gradient-shap": _whole(gradient_shap),
+    "integrated-gradients": _whole(integrated_gradients, reports=True),
     **{name: _lrp(composite) for name, composite in LRP_METHODS.items()},
-    "rise": lambda model, x, objective, layer: rise(model, x, objective),
-    "kernel-shap": lambda model, x, objective, layer: kernel_shap(model, x, objective),
-    "lime": lambda model, x, objective, layer: lime(model, x, objective),
-    "attention-rollout": lambda model, x, objective, layer: attention_rollout(model, x),
+    "rise": _whole(rise, reports=True),
+    "kernel-shap": _whole(kernel_shap),
+    "lime": _whole(lime),
+    "attention-rollout": lambda model, x, objective, layer, callback=None: attention_rollout(model, x),
 }
 #: Methods whose raw output is best seen as a colored image of the gradient itself.
 COLOR_METHODS = ("deconvnet", "guided", "guided-gradcam")
@@ -118,7 +125,8 @@ class Saliency:
 
 def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torch.Tensor | Objective | None = None,
              *, method: str = "gradient", layer: str | None = None, channel: int | None = None,
-             position: tuple[int, int] | None = None, noise: str | None = None, samples: int = 25) -> Saliency:
+             position: tuple[int, int] | None = None, noise: str | None = None, samples: int = 25,
+             callback: Callable[[float], None] | None = None) -> Saliency:
     """Explains ``target`` for each image with a gradient method.
 
     Args:
@@ -133,6 +141,8 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
             of a class.
         noise: a noise tunnel around the method (:data:`~convscope.attribute.noise.AGGREGATES`:
             ``smoothgrad``, ``smoothgrad-sq``, ``vargrad``), over ``samples`` noisy copies.
+        callback: called with the fraction done by the methods that loop (Integrated Gradients,
+            the noise tunnel, SmoothGrad and its kin, RISE).
 
     Returns:
         :class:`Saliency` with ``.map`` ``(B, H, W)`` and ``.picture()``.
@@ -148,9 +158,9 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
         result = lrp(model, x, objective, composite=LRP_METHODS[method])
         raw, notes = result.relevance, {"conservation": result.conservation.cpu()}
     elif noise is None:
-        raw = METHODS[method](model, x, objective, cam_layer)
+        raw = METHODS[method](model, x, objective, cam_layer, callback=callback)
     else:
         raw = noise_tunnel(lambda copies: METHODS[method](model, copies, objective, cam_layer), x, kind=noise,
-                           samples=samples)
+                           samples=samples, callback=callback)
     return Saliency(method if noise is None else f"{method} ({noise})", raw,
                     model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective, notes)

@@ -36,15 +36,22 @@ class Activations:
         """``(C,)`` channel indices, strongest first."""
         return torch.argsort(self.strength(index), descending=True, stable=True)
 
-    def grid(self, index: int = 0, *, max_channels: int = 64) -> Picture:
-        """The strongest channels' maps, strongest first, on one shared scale (brighter = stronger)."""
-        order = self.order(index)[:max_channels]
-        maps = self.maps[index, order]
-        low, high = maps.min(), maps.max()
-        tiles = ((maps - low) / (high - low).clamp_min(1e-12))[:, None]
+    def grid(self, index: int = 0, *, max_channels: int = 64, start: int = 0) -> Picture:
+        """Channels' maps, strongest first (``max_channels`` of them from rank ``start``), gray on
+        one scale shared by all the layer's channels: black is the layer's lowest value, white its
+        highest (``numbers["low"]``, ``numbers["high"]``)."""
+        ranked = self.order(index)
+        order = ranked[start:start + max_channels]
+        if not len(order):
+            raise ConvscopeError(f"layer {self.layer!r} has {len(ranked)} channels; start must be below that, "
+                                 f"not {start}")
+        low, high = self.maps[index].min(), self.maps[index].max()
+        tiles = ((self.maps[index, order] - low) / (high - low).clamp_min(1e-12))[:, None]
         image = grid(tiles, tile_size=48, padding=2, background=0.3)
-        return picture(image, f"{self.layer}: {len(order)} of {self.maps.shape[1]} channels, strongest first",
-                       layer=self.layer, channels=order.tolist(), strength=self.strength(index)[order].tolist())
+        shown = f"{start + 1}-{start + len(order)}" if start or len(order) < len(ranked) else "all"
+        return picture(image, f"{self.layer}: channels ranked {shown} of {len(ranked)}, strongest first",
+                       layer=self.layer, channels=order.tolist(), strength=self.strength(index)[order].tolist(),
+                       low=float(low), high=float(high))
 
     def overlay(self, channel: int, index: int = 0) -> Picture:
         """One channel's map, upsampled and blended over the image."""
@@ -55,7 +62,7 @@ class Activations:
         image = overlay(self.images[index], heat)
         mean = float(heat.mean())
         return picture(image, f"{self.layer} channel {channel} (mean activation {mean:.3g})",
-                       layer=self.layer, channel=channel, mean=mean, max=float(heat.max()))
+                       layer=self.layer, channel=channel, mean=mean, min=float(heat.min()), max=float(heat.max()))
 
     def _repr_png_(self) -> bytes:
         return self.grid()._repr_png_()

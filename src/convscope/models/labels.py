@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, shorten
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class Labels:
         Raises:
             ConvscopeError: no class matches; the message suggests the closest names.
         """
+        if len(str(target)) > 200:
+            raise ConvscopeError(f"unknown class {shorten(str(target))!r}; give a class name or an index "
+                                 f"0..{len(self) - 1}")
         if isinstance(target, int) or str(target).strip().isdigit():
             index = int(target)
             if not 0 <= index < len(self):
@@ -48,7 +51,7 @@ class Labels:
         close = close or [n for n in every if wanted in n][:5]
         hint = ("did you mean: " + ", ".join(f"{n} ({every[n]})" for n in close)) if close else \
             f"give a class name or an index 0..{len(self) - 1}"
-        raise ConvscopeError(f"unknown class {target!r}; {hint}")
+        raise ConvscopeError(f"unknown class {shorten(str(target))!r}; {hint}")
 
     @classmethod
     def numbered(cls, count: int) -> "Labels":

@@ -103,12 +103,12 @@ class Attack:
         magnified = (0.5 + 0.5 * change / change.abs().max().clamp_min(1e-12)).clamp(0, 1)
         tiles = torch.stack([self.original[index], self.adversarial[index], magnified])
         first, then = info["original"][0], info["adversarial"][0]
-        caption = (f"{first['label']} {100 * first['probability']:.1f}% | {then['label']} "
-                   f"{100 * then['probability']:.1f}% | "
+        caption = (f"{'fooled' if info['success'] else 'not fooled'}: {first['label']} "
+                   f"{100 * first['probability']:.1f}% -> {then['label']} {100 * then['probability']:.1f}% | "
                    + (f"change x{0.5 / info['linf']:.0f}: " if info["linf"] else "no change: ")
-                   + f"L-inf {info['linf_255']}/255, L2 {info['l2']:.2f}, {self.method}, {self.steps} steps, "
-                   f"{'fooled' if info['success'] else 'not fooled'}")
-        return picture(grid(tiles, columns=3, padding=4), caption, **{k: info[k] for k in ("linf", "l2", "success")})
+                   + f"L-inf {info['linf_255']}/255, L2 {info['l2']:.2f}, {self.method}, {self.steps} steps")
+        return picture(grid(tiles, columns=3, padding=4), caption, original=first["label"], adversarial=then["label"],
+                       **{k: info[k] for k in ("linf", "l2", "success")})
 
 
 #: Images per forward/backward. On the 2-core CPU a batch of 64 costs 2.7x more per image than
@@ -201,13 +201,14 @@ def pgd(model: Model | nn.Module, x: torch.Tensor, *, eps: float = 2 / LEVELS, n
 
 @_in_chunks
 def carlini_wagner(model: Model | nn.Module, x: torch.Tensor, *, target, kappa: float = 1.0,
-                   steps: int = 100, lr: float = 0.01, c: float = 1.0, searches: int = 5) -> Attack:
+                   steps: int = 100, lr: float = 0.01, c: float = 1.0, searches: int = 5,
+                   callback: FrameCallback | None = None) -> Attack:
     """Carlini & Wagner's L2 attack toward ``target``: minimizes ``|r|^2 + c * max(max_other
     logit - target logit, -kappa)`` in the tanh space (which keeps pixels in [0, 1]); ``c`` is
     bisected over ``searches`` rounds per image for the smallest change that still succeeds
-    after rounding."""
+    after rounding; ``callback`` receives ``(steps so far, best images)`` after each round."""
     return _minimal(model, x, target, steps, searches, c, "cw",
-                    lambda logits, goal: _margin(logits, goal, kappa), optimizer="adam", lr=lr)
+                    lambda logits, goal: _margin(logits, goal, kappa), optimizer="adam", lr=lr, callback=callback)
 
 
 @_in_chunks
@@ -222,10 +223,11 @@ def lbfgs(model: Model | nn.Module, x: torch.Tensor, *, target, steps: int = 50,
 
 @_in_chunks
 def deepfool(model: Model | nn.Module, x: torch.Tensor, *, target=None, steps: int = 50, overshoot: float = 0.02,
-             candidates: int = 10) -> Attack:
+             candidates: int = 10, callback: FrameCallback | None = None) -> Attack:
     """DeepFool (untargeted): repeatedly steps to the nearest boundary of the linearized model
     among the ``candidates`` classes with the highest logits (all others, for a model with fewer
-    classes), overshooting by ``overshoot``."""
+    classes), overshooting by ``overshoot``; ``callback`` receives ``(step, current images)``
+    before each step."""
     if target is not None:
         raise ConvscopeError("deepfool is untargeted: leave out --target, or use pgd, cw or lbfgs")
     if steps < 1:
@@ -240,6 +242,8 @@ def deepfool(model: Model | nn.Module, x: torch.Tensor, *, target=None, steps: i
     used = 0
     for used in range(1, steps + 1):
         current = (setup.original + (1 + overshoot) * total).clamp(0, 1)
+        if callback:
+            callback(used - 1, current)
         with torch.no_grad():
             fooled = probabilities(model, current).argmax(-1) != labels
         if bool(fooled.all()):
@@ -373,7 +377,7 @@ def _margin(logits: torch.Tensor, goal: torch.Tensor, kappa: float) -> torch.Ten
 
 
 def _minimal(model, x, target, steps: int, searches: int, c: float, name: str, loss_fn, *, optimizer: str,
-             lr: float) -> Attack:
+             lr: float, callback: FrameCallback | None = None) -> Attack:
     """The shared loop of ``cw`` and ``lbfgs``: per-image bisection of ``c`` around an inner
     minimization of ``|r|^2 + c * loss`` in the tanh space; keeps the smallest rounded success."""
     if target is None:
@@ -387,7 +391,7 @@ def _minimal(model, x, target, steps: int, searches: int, c: float, name: str, l
     low, high = torch.zeros(len(x)), torch.full((len(x),), float("inf"))
     weight = torch.full((len(x),), c)
     with frozen(model.net):
-        for _ in range(searches):
+        for round_ in range(searches):
             candidate = _inner(model, setup, weight, steps, loss_fn, optimizer, lr)
             candidate = _repair(model, setup, candidate)
             fooled = setup.fooled(model, candidate)
@@ -398,6 +402,8 @@ def _minimal(model, x, target, steps: int, searches: int, c: float, name: str, l
             high = torch.where(fooled, torch.minimum(high, weight), high)
             low = torch.where(fooled, low, torch.maximum(low, weight))
             weight = torch.where(high.isinf(), weight * 10, (low + high) / 2)
+            if callback:
+                callback(steps * (round_ + 1), best)
     return setup.result(model, name, best, steps * searches)
 
 

@@ -18,19 +18,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, shorten
 from convscope.samples import SAMPLES, STYLES, sample_image
 from convscope.web import tasks
 from convscope.web.explorer import Explorer
-from convscope.web.guard import LOCAL_NAMES, HostGuard
+from convscope.web.guard import LOCAL_NAMES, SECURITY_HEADERS, HostGuard
 from convscope.web.jobs import FINISHED, QueueFull, UnknownJob
 from convscope.web.store import UnknownImage
-from convscope.web.uploads import UploadError, decode_upload
+from convscope.web.limits import BodyLimit
+from convscope.web.uploads import UploadError
 
 STATIC = resources.files("convscope.web") / "static"
-SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
-                                               "frame-ancestors 'none'",
-                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+#: Routes whose body is an image file; every other body is small JSON.
+UPLOAD_ROUTES = ("/api/images", "/api/live")
 
 
 def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> HostGuard:
@@ -50,7 +50,7 @@ def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> H
     _job_routes(app, explorer)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), headers=SECURITY_HEADERS)
 
@@ -60,7 +60,10 @@ def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> H
         response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in response.headers})
         return response
 
-    return HostGuard(app, hosts)
+    settings = explorer.settings
+    bounded = BodyLimit(app, lambda path: settings.max_upload_bytes if path in UPLOAD_ROUTES else
+                        settings.max_json_bytes, seconds=settings.body_seconds)
+    return HostGuard(bounded, hosts)
 
 
 def _errors(app: FastAPI) -> None:
@@ -76,9 +79,13 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
+        where = shorten(".".join(str(part) for part in first.get("loc", ())))
         more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
         return reply(422, f"{where}: {first.get('msg', 'invalid')}{more}")
+
+
+Layer = Annotated[str, Query(max_length=200)]
+Start = Annotated[int, Query(ge=0, le=1_000_000)]
 
 
 def png(shown) -> Response:
@@ -122,9 +129,12 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
     async def upload(request: Request) -> dict:
         """Uploads an image as the raw request body (JPEG, PNG, WebP, BMP or TIFF, sniffed from the
         bytes); returns its image id. Larger than the byte or pixel limit: 413."""
-        data = await _body(request, explorer.settings.max_upload_bytes)
-        image = await asyncio.to_thread(decode_upload, data, max_pixels=explorer.settings.max_upload_pixels)
-        return {"id": explorer.store.add(image), "width": image.shape[-1], "height": image.shape[-2]}
+        data = await request.body()  # bounded in size and time by BodyLimit
+        if not data:
+            raise UploadError(400, "the upload is empty; send the image file as the request body")
+        key = await asyncio.to_thread(explorer.open_upload, data)
+        height, width = explorer.store.get(key).shape[-2:]
+        return {"id": key, "width": width, "height": height}
 
     @app.get("/api/images/{image_id}.png", tags=["images"])
     def image(image_id: str) -> Response:
@@ -136,39 +146,30 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
         return explorer.predictions(image_id, top)
 
     @app.get("/api/images/{image_id}/activations", tags=["activations"])
-    def activation_layout(image_id: str, layer: str) -> dict:
-        """Which channel each tile of ``activations.png`` shows (strongest first, ``columns`` per row)."""
-        return explorer.activation_grid(image_id, layer)[1]
+    def activation_layout(image_id: str, layer: Layer, start: Start = 0) -> dict:
+        """Which channel each tile of ``activations.png`` shows (a page of 64 from rank ``start``,
+        strongest first, ``columns`` per row) and the gray scale's ends (``low``, ``high``)."""
+        return explorer.activation_grid(image_id, layer, start)[1]
 
     @app.get("/api/images/{image_id}/activations.png", tags=["activations"])
-    def activation_grid(image_id: str, layer: str) -> Response:
-        return png(explorer.activation_grid(image_id, layer)[0])
+    def activation_grid(image_id: str, layer: Layer, start: Start = 0) -> Response:
+        return png(explorer.activation_grid(image_id, layer, start)[0])
 
     @app.get("/api/images/{image_id}/channel.png", tags=["activations"])
-    def channel_map(image_id: str, layer: str, channel: Annotated[int, Query(ge=0)]) -> Response:
-        """One channel's activation map over the image."""
+    def channel_map(image_id: str, layer: Layer, channel: Annotated[int, Query(ge=0, le=1_000_000)]) -> Response:
+        """One channel's activation map over the image (inferno colours: dark low, yellow high)."""
         return png(explorer.channel_overlay(image_id, layer, channel))
+
+    @app.get("/api/images/{image_id}/channel", tags=["activations"])
+    def channel_numbers(image_id: str, layer: Layer, channel: Annotated[int, Query(ge=0, le=1_000_000)]) -> dict:
+        """The channel map's caption and the values at the colour scale's ends (``min``, ``max``)."""
+        shown = explorer.channel_overlay(image_id, layer, channel)
+        return {"caption": shown.caption, **shown.numbers}
 
     @app.get("/api/top/{channel}.png", tags=["activations"])
     def top_patches(channel: int) -> FileResponse:
         """The channel's top dataset patches, from the index given with ``--index``."""
         return FileResponse(str(explorer.top_patches(channel)), media_type="image/png")
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise UploadError(413, f"the upload is {int(declared) / 2**20:.1f} MiB; at most {limit / 2**20:.0f} MiB "
-                               f"are accepted")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise UploadError(413, f"the upload is larger than {limit / 2**20:.0f} MiB, the most accepted")
-        chunks.append(chunk)
-    if not size:
-        raise UploadError(400, "the upload is empty; send the image file as the request body")
-    return b"".join(chunks)
 
 
 def _job_routes(app: FastAPI, explorer: Explorer) -> None:
@@ -241,6 +242,15 @@ def _job_routes(app: FastAPI, explorer: Explorer) -> None:
         except KeyError:
             return JSONResponse({"detail": f"job {job_id} has no frame {number} (yet)"}, status_code=404)
         return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/jobs/{job_id}/result.npy", tags=["jobs"])
+    def result_array(job_id: str) -> Response:
+        """The raw values behind the finished result (a map or an image) as a NumPy ``.npy`` file."""
+        job = jobs.get(job_id)
+        if job.array is None:
+            return JSONResponse({"detail": f"job {job.id} has no array (it is {job.state})"}, status_code=404)
+        return Response(job.array, media_type="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="{job.kind}-{job.id}.npy"'})
 
     @app.get("/api/jobs/{job_id}/events", tags=["jobs"])
     async def events(job_id: str) -> StreamingResponse:

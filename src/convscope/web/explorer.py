@@ -23,8 +23,13 @@ from convscope.inspect.top_patches import TopActivations, load_top_activations
 from convscope.models.model import Model
 from convscope.web.batcher import Batcher
 from convscope.web.jobs import JobQueue
-from convscope.web.store import ImageStore
+from convscope.web.store import KEEP_SIDE, ImageStore
 from convscope.web.tasks import ATTRIBUTIONS
+from convscope.web.uploads import decode_upload
+
+
+#: Channels on one page of the activation grid.
+PAGE = 64
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,20 @@ class Settings:
     Attributes:
         max_upload_bytes: largest upload (20 MiB).
         max_upload_pixels: largest image, in pixels (40 megapixels).
+        max_decode_bytes: the most memory one image may take to decode (256 MiB).
+        decodes: images decoded at once (more wait their turn).
+        max_json_bytes: largest body of any other request (64 KiB).
+        body_seconds: time allowed for a request body to arrive.
         workers: heavy jobs running at once; queue: jobs waiting; job_seconds: each job's limit.
         images: images kept in memory (least recently used dropped first).
     """
 
     max_upload_bytes: int = 20 * 2**20
     max_upload_pixels: int = 40_000_000
+    max_decode_bytes: int = 256 * 2**20
+    decodes: int = 2
+    max_json_bytes: int = 64 * 2**10
+    body_seconds: float = 30.0
     workers: int = 2
     queue: int = 4
     job_seconds: float = 300.0
@@ -63,6 +76,15 @@ class Explorer:
         self._lock = threading.Lock()
         self._maps: OrderedDict[tuple[str, str], Activations] = OrderedDict()
         self._classifier = Batcher(self._probabilities)
+        self._decoding = threading.BoundedSemaphore(settings.decodes)
+
+    def open_upload(self, data: bytes) -> str:
+        """Decodes an uploaded file (a few at a time, each within the memory budget) and keeps it;
+        returns its image id."""
+        with self._decoding:
+            image = decode_upload(data, max_pixels=self.settings.max_upload_pixels,
+                                  max_bytes=self.settings.max_decode_bytes, side=KEEP_SIDE)
+        return self.store.add(image)
 
     def fitted(self, image_id: str) -> torch.Tensor:
         """Image ``image_id`` at the model's input size, ``(1, 3, H, W)``."""
@@ -111,14 +133,17 @@ class Explorer:
             self._maps.move_to_end(key)
             return self._maps[key]
 
-    def activation_grid(self, image_id: str, layer: str) -> tuple[Picture, dict]:
-        """The grid picture and its layout: which channel each tile shows, in rows of ``columns``."""
-        shown = self.maps(image_id, layer).grid(max_channels=64)
+    def activation_grid(self, image_id: str, layer: str, start: int = 0) -> tuple[Picture, dict]:
+        """A page of the grid (:data:`PAGE` channels from rank ``start``, strongest first) and its
+        layout: which channel each tile shows, in rows of ``columns``, and the gray scale's ends."""
+        maps = self.maps(image_id, layer)
+        shown = maps.grid(max_channels=PAGE, start=start)
         channels = shown.numbers["channels"]
         columns = max(1, math.ceil(math.sqrt(len(channels))))
         return shown, {"layer": layer, "channels": channels, "strength": shown.numbers["strength"],
                        "columns": columns, "rows": math.ceil(len(channels) / columns), "padding": 2,
-                       "total_channels": self.maps(image_id, layer).maps.shape[1]}
+                       "start": start, "page": PAGE, "total_channels": maps.maps.shape[1],
+                       "low": shown.numbers["low"], "high": shown.numbers["high"], "caption": shown.caption}
 
     def channel_overlay(self, image_id: str, layer: str, channel: int) -> Picture:
         return self.maps(image_id, layer).overlay(channel)

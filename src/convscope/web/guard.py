@@ -8,9 +8,18 @@ header and are answered 403 before they reach the app.
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import urlsplit
 
+from convscope.errors import shorten
+
 LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
+SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+                                               "media-src 'self' blob:; object-src 'none'; frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+#: A Host header: a name or IPv4 address, or a bracketed IPv6 address, then an optional port
+#: (nothing else: no user part such as ``evil.com@``, no path).
+_HOST = re.compile(r"(?P<name>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
 
 
 class HostGuard:
@@ -25,29 +34,33 @@ class HostGuard:
             headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
             problem = self._problem(headers.get("host", ""), headers.get("origin"))
             if problem:
-                await _refuse(send, problem)
+                await refuse(send, 403, problem)
                 return
         await self.app(scope, receive, send)
 
     def _problem(self, host: str, origin: str | None) -> str | None:
-        if _name(f"//{host}") not in self.hosts:
-            return f"host {host!r} is not this server's; allowed: {', '.join(sorted(self.hosts))}"
-        if origin is not None and origin != "null" and _name(origin) not in self.hosts:
-            return f"requests from origin {origin!r} are refused; open the page from this server"
+        match = _HOST.fullmatch(host)
+        if match is None or match["name"].strip("[]").lower() not in self.hosts:
+            return f"host {shorten(host)!r} is not this server's; allowed: {', '.join(sorted(self.hosts))}"
         if origin == "null":
             return "requests from an opaque origin are refused; open the page from this server"
+        if origin is not None and _name(origin) not in self.hosts:
+            return f"requests from origin {shorten(origin)!r} are refused; open the page from this server"
         return None
 
 
 def _name(url: str) -> str:
     try:
-        return (urlsplit(url).hostname or "").lower()
+        parts = urlsplit(url)
     except ValueError:
         return ""
+    return "" if "@" in parts.netloc else (parts.hostname or "").lower()
 
 
-async def _refuse(send, message: str) -> None:
+async def refuse(send, status: int, message: str) -> None:
+    """Answers ``status`` with ``{"detail": message}`` and the security headers, from middleware."""
     body = json.dumps({"detail": message}).encode()
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close"), *((k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

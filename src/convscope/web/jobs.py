@@ -9,19 +9,21 @@ a cancel or the per-job time limit stops it (by raising :class:`Stopped` inside 
 from __future__ import annotations
 
 import copy
+import io
 import logging
-import queue
+import math
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from convscope.core.render import Picture, picture
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, shorten
 from convscope.models.model import Model
 
 log = logging.getLogger("convscope.web")
@@ -42,9 +44,10 @@ class UnknownJob(ConvscopeError):
     """No job has this id (never made, or forgotten)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    """One heavy request: its state, progress (0..1), frames (PNG bytes) and final message."""
+    """One heavy request: its state, progress (0..1), frames (PNG bytes), final message, and its
+    result's caption, numbers and raw array (``.npy`` bytes) once done."""
 
     kind: str
     run: Callable[[Model, Job], Picture]
@@ -57,6 +60,9 @@ class Job:
     frame_count: int = 0
     deadline: float = 0.0
     cancelled: threading.Event = field(default_factory=threading.Event)
+    caption: str = ""
+    numbers: dict = field(default_factory=dict)
+    array: bytes | None = None
 
     def report(self, progress: float, frame: torch.Tensor | Picture | None = None) -> None:
         """Records progress and, optionally, a frame (``(3, H, W)``/``(1, 3, H, W)`` or a Picture).
@@ -64,13 +70,28 @@ class Job:
         Raises:
             Stopped: the job was cancelled or has run past its time limit.
         """
+        self.check()
+        self.progress = max(self.progress, min(1.0, float(progress)))
+        if frame is not None:
+            self._add_frame(frame if isinstance(frame, Picture) else picture(frame[0] if frame.dim() == 4 else frame))
+
+    def check(self) -> None:
+        """Raises :class:`Stopped` when the job was cancelled or has run past its time limit."""
         if self.cancelled.is_set():
             raise Stopped("cancelled")
         if time.monotonic() > self.deadline:
             raise Stopped(f"stopped after its time limit of {self.seconds:.0f} s")
-        self.progress = max(self.progress, min(1.0, float(progress)))
-        if frame is not None:
-            self._add_frame(frame if isinstance(frame, Picture) else picture(frame[0] if frame.dim() == 4 else frame))
+
+    def keep(self, array: torch.Tensor | np.ndarray) -> None:
+        """Keeps the raw values behind the result (a map, an image), offered for download as ``.npy``."""
+        buffer = io.BytesIO()
+        np.save(buffer, array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array)
+        self.array = buffer.getvalue()
+
+    def finish(self, result: Picture) -> None:
+        self._add_frame(result)
+        self.caption, self.numbers = result.caption, _plain(result.numbers)
+        self.progress, self.state = 1.0, "done"
 
     def _add_frame(self, shown: Picture) -> None:
         if len(self.frames) >= MAX_FRAMES:
@@ -90,7 +111,21 @@ class Job:
 
     def status(self) -> dict:
         return {"id": self.id, "kind": self.kind, "state": self.state, "progress": round(self.progress, 4),
-                "frames": self.frame_count, "message": self.message}
+                "frames": self.frame_count, "message": self.message, "caption": self.caption,
+                "numbers": self.numbers, "array": self.array is not None}
+
+
+def _plain(numbers: dict) -> dict:
+    """The numbers that are JSON scalars or short lists of them (long arrays stay in the download)."""
+    def plain(value):
+        return isinstance(value, (bool, int, float, str)) or value is None
+    kept = {}
+    for key, value in numbers.items():
+        if isinstance(value, (np.generic, torch.Tensor)) and np.size(value) == 1:
+            value = value.item()
+        if plain(value) or (isinstance(value, (list, tuple)) and len(value) <= 16 and all(map(plain, value))):
+            kept[str(key)] = None if isinstance(value, float) and not math.isfinite(value) else value
+    return kept
 
 
 class JobQueue:
@@ -106,10 +141,10 @@ class JobQueue:
 
     def __init__(self, model: Model, *, workers: int = 2, capacity: int = 4, seconds: float = 300,
                  kept: int = 64) -> None:
-        self.seconds, self.kept = seconds, kept
-        self._waiting: queue.Queue[Job | None] = queue.Queue(maxsize=capacity)
+        self.seconds, self.kept, self.capacity = seconds, kept, capacity
+        self._waiting: deque[Job | None] = deque()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._threads = [threading.Thread(target=self._work, args=(copy.deepcopy(model),), daemon=True,
                                           name=f"convscope-job-{i}") for i in range(workers)]
         for thread in self._threads:
@@ -122,29 +157,32 @@ class JobQueue:
             QueueFull: too many jobs are waiting.
         """
         job = Job(kind, run, self.seconds)
-        try:
-            self._waiting.put_nowait(job)
-        except queue.Full:
-            raise QueueFull(f"the server is busy: {self._waiting.maxsize} jobs are waiting; try again "
-                            f"when one has finished") from None
         with self._lock:
+            if len(self._waiting) >= self.capacity:
+                raise QueueFull(f"the server is busy: {self.capacity} jobs are waiting; try again when one has "
+                                f"finished")
+            self._waiting.append(job)
             self._jobs[job.id] = job
             finished = [key for key, old in self._jobs.items() if old.state in FINISHED]
             for key in finished[:max(0, len(self._jobs) - self.kept)]:
                 del self._jobs[key]
+            self._lock.notify()
         return job
 
     def get(self, key: str) -> Job:
         with self._lock:
             if key not in self._jobs:
-                raise UnknownJob(f"no job {key!r}; it never existed or is long finished")
+                raise UnknownJob(f"no job {shorten(key)!r}; it never existed or is long finished")
             return self._jobs[key]
 
     def cancel(self, key: str) -> Job:
+        """Stops the job at its next report; a job still waiting leaves the line at once."""
         job = self.get(key)
         job.cancelled.set()
-        if job.state == "queued":
-            job.state, job.message = "cancelled", "cancelled before it started"
+        with self._lock:
+            if job in self._waiting:
+                self._waiting.remove(job)
+                job.state, job.message = "cancelled", "cancelled before it started"
         return job
 
     def close(self, timeout: float = 30) -> None:
@@ -152,23 +190,33 @@ class JobQueue:
         with self._lock:
             for job in self._jobs.values():
                 job.cancelled.set()
-        for _ in self._threads:
-            self._waiting.put(None, timeout=timeout)  # the cancelled jobs ahead are skipped at once
+            self._waiting.clear()
+            self._waiting.extend([None] * len(self._threads))
+            self._lock.notify_all()
         for thread in self._threads:
             thread.join(timeout)
 
+    def _next(self) -> Job | None:
+        with self._lock:
+            while not self._waiting:
+                self._lock.wait()
+            job = self._waiting.popleft()
+            if job is not None:
+                job.state, job.deadline = "running", time.monotonic() + job.seconds
+            return job
+
     def _work(self, model: Model) -> None:
-        while (job := self._waiting.get()) is not None:
-            if job.cancelled.is_set():
-                continue
-            job.state, job.deadline = "running", time.monotonic() + job.seconds
+        while (job := self._next()) is not None:
+            # every forward pass checks for a cancel, so a method without a callback stops too
+            watch = model.net.register_forward_pre_hook(lambda module, args, job=job: job.check())
             try:
-                job._add_frame(job.run(model, job))
-                job.progress, job.state = 1.0, "done"
+                job.finish(job.run(model, job))
             except Stopped as reason:
                 job.state, job.message = "cancelled", str(reason)
             except ConvscopeError as error:
                 job.state, job.message = "failed", str(error)
             except Exception as error:  # noqa: BLE001 - a bug must not kill the worker
                 log.exception("job %s (%s) failed", job.id, job.kind)
-                job.state, job.message = "failed", f"internal error: {type(error).__name__}: {error}"
+                job.state, job.message = "failed", f"internal error: {type(error).__name__}"
+            finally:
+                watch.remove()

@@ -30,16 +30,24 @@ from convscope.samples import STYLES, style_image
 from convscope.web.jobs import Job
 
 ATTRIBUTIONS = (*SALIENCY_METHODS, "occlusion")
+#: The explorer's style weight: at 256 px and 100 steps the content stays recognizable.
+STYLE_WEIGHT = 1.0
+
+
+#: Lengths of the strings a request may carry (ids, layer and class names); longer is refused.
+ID = Field(max_length=64, description="Image id from /api/images.")
+LAYER, CLASS = 200, 200
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: numbers must be numbers (``true`` is not 1), unknown fields are refused."""
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DreamRequest(_Request):
-    image: str = Field(description="Image id from /api/images.")
-    layer: str
-    channel: int | None = Field(None, ge=0)
+    image: str = ID
+    layer: str = Field(max_length=LAYER)
+    channel: int | None = Field(None, ge=0, description="One channel to amplify; the whole layer when none.")
     octaves: int = Field(3, ge=1, le=6)
     steps: int = Field(10, ge=1, le=50)
     step_size: float = Field(0.015, gt=0, le=0.1)
@@ -47,38 +55,38 @@ class DreamRequest(_Request):
 
 
 class StyleRequest(_Request):
-    image: str
+    image: str = ID
     style: Literal[STYLES] = "stained-glass"  # type: ignore[valid-type]
     size: int = Field(256, ge=64, le=512)
     steps: int = Field(100, ge=1, le=400)
-    style_weight: float = Field(10.0, gt=0, le=1e4)
+    style_weight: float = Field(STYLE_WEIGHT, gt=0, le=1e4, description="Higher: more style, less content.")
 
 
 class InvertRequest(_Request):
-    image: str
-    layer: str
+    image: str = ID
+    layer: str = Field(max_length=LAYER)
     steps: int = Field(100, ge=1, le=400)
 
 
 class AttackRequest(_Request):
-    image: str
+    image: str = ID
     method: Literal["fgsm", "pgd", "deepfool", "cw"] = "pgd"
-    target: str | None = Field(None, description="Class name or index; none for untargeted.")
-    eps: float = Field(2 / 255, gt=0, le=32 / 255)
+    target: str | None = Field(None, max_length=CLASS, description="Class name or index; none for untargeted.")
+    eps: float = Field(2 / 255, gt=0, le=32 / 255, description="Largest change of a pixel (fgsm, pgd).")
     steps: int = Field(10, ge=1, le=100)
 
 
 class VisualizeRequest(_Request):
-    layer: str
+    layer: str = Field(max_length=LAYER)
     channel: int = Field(ge=0)
     steps: int = Field(128, ge=1, le=512)
     size: int = Field(128, ge=32, le=256)
 
 
 class AttributionRequest(_Request):
-    image: str
+    image: str = ID
     method: Literal[ATTRIBUTIONS] = "gradient"  # type: ignore[valid-type]
-    target: str | None = Field(None, description="Class name or index; the top class when none.")
+    target: str | None = Field(None, max_length=CLASS, description="Class name or index; the top class when none.")
     curves: bool = Field(False, description="Also the map's deletion and insertion curves.")
 
 
@@ -97,6 +105,7 @@ def run_dream(request: DreamRequest, image: torch.Tensor) -> Callable[[Model, Jo
         result = dream(model, x, request.layer, channel=request.channel, octaves=request.octaves,
                        steps=request.steps, step_size=request.step_size,
                        callback=_frames(job, request.octaves * request.steps), every=every)
+        job.keep(result.images[0])
         return result.picture()
     return run
 
@@ -107,6 +116,7 @@ def run_style(request: StyleRequest, image: torch.Tensor) -> Callable[[Model, Jo
         result = stylize(model, image, style_image(request.style, size=request.size), size=request.size,
                          steps=request.steps, style_weight=request.style_weight,
                          callback=_frames(job, request.steps))
+        job.keep(result.images[0])
         return result.picture()
     return run
 
@@ -123,18 +133,23 @@ def _at_input_size(image: torch.Tensor, compute: Callable[[Model, Job, torch.Ten
 
 
 def run_invert(request: InvertRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
-    return _at_input_size(image, lambda model, job, x: invert(
-        model, x, request.layer, steps=request.steps, callback=_frames(job, request.steps)).picture())
+    def compute(model: Model, job: Job, x: torch.Tensor) -> Picture:
+        result = invert(model, x, request.layer, steps=request.steps, callback=_frames(job, request.steps))
+        job.keep(result.images[0])
+        return result.picture()
+    return _at_input_size(image, compute)
 
 
 def run_attack(request: AttackRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
     def compute(model: Model, job: Job, x: torch.Tensor) -> Picture:
         options = {"eps": request.eps} if request.method in ("fgsm", "pgd") else {}
-        if request.method != "fgsm":
+        if request.method != "fgsm":  # progress at each step (the frames would look unchanged)
             options["steps"] = request.steps
-        if request.method == "pgd":  # progress and cancel at each step (the frames would look unchanged)
-            options["callback"] = lambda step, images: job.report(step / request.steps)
-        return attack(model, x, request.method, target=request.target, **options).picture(model)
+            total = request.steps * (5 if request.method == "cw" else 1)  # C&W: 5 searches of ``steps``
+            options["callback"] = lambda step, images: job.report(step / total)
+        result = attack(model, x, request.method, target=request.target, **options)
+        job.keep(result.adversarial[0])
+        return result.picture(model)
     return _at_input_size(image, compute)
 
 
@@ -142,6 +157,7 @@ def run_visualize(request: VisualizeRequest) -> Callable[[Model, Job], Picture]:
     def run(model: Model, job: Job) -> Picture:
         result = visualize_channel(model, request.layer, request.channel, steps=request.steps, size=request.size,
                                    callback=_frames(job, request.steps))
+        job.keep(result.images[0])
         return result.picture()
     return run
 
@@ -149,10 +165,12 @@ def run_visualize(request: VisualizeRequest) -> Callable[[Model, Job], Picture]:
 def run_attribution(request: AttributionRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
     def compute(model: Model, job: Job, x: torch.Tensor) -> Picture:
         index = class_indices(model, x.to(model.device), request.target)
+        share = 0.5 if request.curves else 1.0  # the curves take about the other half
         if request.method == "occlusion":
-            result = occlusion(model, x, index, callback=job.report)
+            result = occlusion(model, x, index, callback=lambda done: job.report(share * done))
         else:
-            result = saliency(model, x, index, method=request.method)
+            result = saliency(model, x, index, method=request.method, callback=lambda done: job.report(share * done))
+        job.keep(result.map[0])
         if not request.curves:
             return result.picture()
         job.report(0.5)
