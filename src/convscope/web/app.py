@@ -136,6 +136,16 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
         height, width = explorer.store.get(key).shape[-2:]
         return {"id": key, "width": width, "height": height}
 
+    @app.post("/api/live", tags=["images"])
+    async def live(request: Request, layer: Annotated[str | None, Query(max_length=200)] = None,
+                   channel: Annotated[int | None, Query(ge=0, le=1_000_000)] = None, start: Start = 0) -> dict:
+        """One camera frame (an image file as the body, at most 1 megapixel): the top 5 and, given a
+        layer, its activation grid page and the channel's map as ``data:`` URLs."""
+        data = await request.body()
+        if not data:
+            raise UploadError(400, "the frame is empty; send a JPEG or PNG as the request body")
+        return await asyncio.to_thread(explorer.live, data, layer, channel, start)
+
     @app.get("/api/images/{image_id}.png", tags=["images"])
     def image(image_id: str) -> Response:
         return png(explorer.image_picture(image_id))

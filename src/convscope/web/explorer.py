@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import threading
 from collections import OrderedDict
@@ -30,6 +31,8 @@ from convscope.web.uploads import decode_upload
 
 #: Channels on one page of the activation grid.
 PAGE = 64
+#: The most pixels of a live camera frame (the page sends the model's input size).
+LIVE_PIXELS = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -136,14 +139,26 @@ class Explorer:
     def activation_grid(self, image_id: str, layer: str, start: int = 0) -> tuple[Picture, dict]:
         """A page of the grid (:data:`PAGE` channels from rank ``start``, strongest first) and its
         layout: which channel each tile shows, in rows of ``columns``, and the gray scale's ends."""
-        maps = self.maps(image_id, layer)
-        shown = maps.grid(max_channels=PAGE, start=start)
-        channels = shown.numbers["channels"]
-        columns = max(1, math.ceil(math.sqrt(len(channels))))
-        return shown, {"layer": layer, "channels": channels, "strength": shown.numbers["strength"],
-                       "columns": columns, "rows": math.ceil(len(channels) / columns), "padding": 2,
-                       "start": start, "page": PAGE, "total_channels": maps.maps.shape[1],
-                       "low": shown.numbers["low"], "high": shown.numbers["high"], "caption": shown.caption}
+        return _grid_page(self.maps(image_id, layer), start)
+
+    def live(self, data: bytes, layer: str | None = None, channel: int | None = None, start: int = 0) -> dict:
+        """One camera frame (image file bytes) at once: its top 5 and, given a layer, that layer's
+        grid page and the channel's map, the pictures as ``data:`` URLs."""
+        with self._decoding:
+            image = decode_upload(data, max_pixels=LIVE_PIXELS, max_bytes=4 * LIVE_PIXELS, side=KEEP_SIDE)
+        x = fit(image, self.model.input_size)
+        reply = {"predictions": [p.as_dict() for p in top_predictions(self.model, self._classifier(x), top=5)[0]]}
+        if layer is None:
+            return reply
+        self.check_layer(layer)
+        with self._lock:
+            maps = activations(self.model, x, layer)
+        shown, layout = _grid_page(maps, start)
+        reply.update(grid=_data_url(shown), layout=layout)
+        if channel is not None:
+            self.check_channel(layer, channel)
+            reply["channel"] = _data_url(maps.overlay(channel))
+        return reply
 
     def channel_overlay(self, image_id: str, layer: str, channel: int) -> Picture:
         return self.maps(image_id, layer).overlay(channel)
@@ -161,3 +176,17 @@ class Explorer:
 
     def close(self) -> None:
         self.jobs.close()
+
+
+def _grid_page(maps: Activations, start: int) -> tuple[Picture, dict]:
+    shown = maps.grid(max_channels=PAGE, start=start)
+    channels = shown.numbers["channels"]
+    columns = max(1, math.ceil(math.sqrt(len(channels))))
+    return shown, {"layer": maps.layer, "channels": channels, "strength": shown.numbers["strength"],
+                   "columns": columns, "rows": math.ceil(len(channels) / columns), "padding": 2,
+                   "start": start, "page": PAGE, "total_channels": maps.maps.shape[1],
+                   "low": shown.numbers["low"], "high": shown.numbers["high"], "caption": shown.caption}
+
+
+def _data_url(shown: Picture) -> str:
+    return "data:image/png;base64," + base64.b64encode(shown._repr_png_()).decode()

@@ -30,8 +30,9 @@ from convscope.samples import STYLES, style_image
 from convscope.web.jobs import Job
 
 ATTRIBUTIONS = (*SALIENCY_METHODS, "occlusion")
-#: The explorer's style weight: at 256 px and 100 steps the content stays recognizable.
-STYLE_WEIGHT = 1.0
+#: The explorer's style weight (the library's is 10): at 256 px and 100 steps the style shows and
+#: the content stays recognizable.
+STYLE_WEIGHT = 3.0
 
 
 #: Lengths of the strings a request may carry (ids, layer and class names); longer is refused.

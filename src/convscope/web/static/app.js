@@ -2,8 +2,38 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, layer: null, channel: null, layout: null, job: null, events: null, info: null };
-// state.job and state.events: the tools' current job (the one Cancel stops) and its event stream
+const state = { image: null, layer: null, channel: null, start: 0, layout: null, info: null, live: null };
+const FINISHED = ["done", "failed", "cancelled"];
+// One line per attribution method, shown under the method menu and in the help.
+const METHODS = {
+  "gradient": "the gradient of the class score: pixels whose change moves the score most",
+  "deconvnet": "the gradient with ReLUs passing only positive signals backward (Zeiler & Fergus)",
+  "guided": "guided backpropagation: sharp edges the class score depends on",
+  "gradcam": "Grad-CAM: which regions of the last feature maps support the class",
+  "gradcam++": "Grad-CAM++: Grad-CAM weighted for several instances of the class",
+  "hirescam": "HiResCAM: activations times gradients, position by position",
+  "xgradcam": "XGrad-CAM: Grad-CAM with axiom-derived channel weights",
+  "layercam": "Layer-CAM: positive gradients times activations, finer than Grad-CAM",
+  "eigencam": "Eigen-CAM: the main component of the feature maps (ignores the class)",
+  "eigengradcam": "Eigen-Grad-CAM: the main component of activations times gradients",
+  "scorecam": "Score-CAM: each feature map as a mask, weighted by the score it keeps (slow)",
+  "ablationcam": "Ablation-CAM: how much the score drops without each channel (slow)",
+  "guided-gradcam": "guided backpropagation masked by Grad-CAM",
+  "input-x-gradient": "the image times its gradient",
+  "smoothgrad": "the gradient averaged over noisy copies: less speckle",
+  "smoothgrad-sq": "the mean square of noisy copies' gradients",
+  "vargrad": "the variance of noisy copies' gradients",
+  "gradient-shap": "expected gradients from random baselines (SHAP values)",
+  "integrated-gradients": "the gradient summed along a path from black; sums to the score change",
+  "lrp": "layer-wise relevance propagation: red for the class, blue against",
+  "lrp-plus": "LRP with positive contributions only",
+  "lrp-alpha-beta": "LRP separating positive and negative contributions",
+  "rise": "random masks weighted by the score they keep (slow)",
+  "kernel-shap": "Shapley values of superpixels, by a weighted linear fit (slow)",
+  "lime": "a local linear model over superpixels (slow)",
+  "attention-rollout": "attention flowing from the class token to the patches (transformers)",
+  "occlusion": "how much the score drops when each patch is covered",
+};
 
 async function api(path, options = {}) {
   const response = await fetch(path, options);
@@ -15,14 +45,15 @@ async function api(path, options = {}) {
   return response.json();
 }
 
-function showError(error) {
-  $("error").textContent = error ? String(error.message || error) : "";
-  $("error").hidden = !error;
+function showError(where, error) {
+  where.textContent = error ? String(error.message || error) : "";
+  where.hidden = !error;
 }
 
-function guarded(fn) {
+// fn's errors are shown in the paragraph ``where`` (next to the control that caused them).
+function guarded(where, fn) {
   return async (...args) => {
-    try { showError(null); await fn(...args); } catch (error) { showError(error); }
+    try { showError(where, null); await fn(...args); } catch (error) { showError(where, error); }
   };
 }
 
@@ -33,79 +64,197 @@ async function start() {
   for (const name of info.samples) $("sample").add(new Option(name, name));
   for (const name of info.styles) $("styles").add(new Option(name, name));
   for (const name of info.attributions) $("attribution-method").add(new Option(name, name));
+  $("method-list").replaceChildren(...info.attributions.flatMap((name) => {
+    const term = document.createElement("dt"), text = document.createElement("dd");
+    term.textContent = name;
+    text.textContent = METHODS[name] || "";
+    return [term, text];
+  }));
+  describeMethod();
   const classes = await api("/api/classes");
   $("classes").replaceChildren(...classes.map((c) => new Option(`${c.label} (${c.index})`, c.label)));
   const layers = await api("/api/layers");
   $("layers").replaceChildren(...layers.filter((l) => l.shape.length === 3).map(layerItem));
+  roving($("layers"), () => [...$("layers").children].filter((item) => !item.hidden), () => 1,
+         (item) => selectLayer(item.dataset.layer));
   await openSample($("sample").value);
+}
+
+function describeMethod() {
+  $("method-help").textContent = METHODS[$("attribution-method").value] || "";
 }
 
 function layerItem(layer) {
   const item = document.createElement("li");
-  const field = layer.receptive_field ? ` rf ${layer.receptive_field.size}` : "";
+  const field = layer.receptive_field ? ` · rf ${layer.receptive_field.size} px` : "";
   item.innerHTML = `<span class="name"></span> <span class="meta">${layer.shape.join("x")}${field}</span>`;
   item.querySelector(".name").textContent = layer.name;
   item.dataset.layer = layer.name;
-  item.title = `${layer.kind}, ${layer.parameters} parameters`;
-  item.addEventListener("click", guarded(() => selectLayer(layer.name)));
+  item.setAttribute("role", "option");
+  item.setAttribute("aria-selected", "false");
+  item.tabIndex = -1;
+  item.title = `${layer.kind}, ${layer.parameters} parameters` +
+    (layer.receptive_field ? `; each unit sees ${layer.receptive_field.size}x${layer.receptive_field.size} input pixels` : "");
+  item.addEventListener("click", guarded($("activation-error"), () => selectLayer(layer.name)));
   return item;
+}
+
+// Roving focus over ``items()`` laid out in ``columns()``: arrow keys move, Enter or Space activates.
+function roving(container, items, columns, activate) {
+  container.addEventListener("keydown", (event) => {
+    const list = items(), width = columns();
+    const at = list.indexOf(document.activeElement);
+    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: width, ArrowUp: -width, Home: -at, End: list.length - 1 - at };
+    if (at < 0) return;
+    if (event.key in moves) {
+      event.preventDefault();
+      const next = list[Math.min(list.length - 1, Math.max(0, at + moves[event.key]))];
+      focusOnly(list, next);
+    } else if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      guarded($("activation-error"), () => activate(list[at]))();
+    }
+  });
+}
+
+function focusOnly(list, chosen) {
+  for (const item of list) item.tabIndex = item === chosen ? 0 : -1;
+  chosen.focus();
 }
 
 async function openSample(name) {
   const opened = await api(`/api/images/sample/${encodeURIComponent(name)}`, { method: "POST" });
-  await showImage(opened.id);
+  await showImage(opened);
 }
 
 async function upload(file) {
   const opened = await api("/api/images", { method: "POST", body: file,
                                             headers: { "Content-Type": "application/octet-stream" } });
-  await showImage(opened.id);
+  let uploaded = $("sample").querySelector("option[value='']");
+  if (!uploaded) $("sample").add(uploaded = new Option("your image", ""), 0);
+  uploaded.textContent = `your image (${file.name})`.slice(0, 60);
+  $("sample").value = "";
+  await showImage(opened);
 }
 
-async function showImage(id) {
-  state.image = id;
-  $("image").src = `/api/images/${id}.png`;
-  const predictions = await api(`/api/images/${id}/predictions?top=5`);
+async function showImage(opened) {
+  state.image = opened.id;
+  $("image").src = `/api/images/${opened.id}.png`;
+  showCrop(opened.width, opened.height);
+  showPredictions(await api(`/api/images/${opened.id}/predictions?top=5`));
+  if (state.layer) await selectLayer(state.layer, state.start);
+}
+
+// The model's view: the shorter side resized to its input, the centre cut out.
+function showCrop(width, height) {
+  const [inputHeight, inputWidth] = state.info.input_size;
+  const scale = Math.max(inputHeight / height, inputWidth / width);
+  const cropWidth = inputWidth / scale / width, cropHeight = inputHeight / scale / height;
+  const crop = $("crop");
+  crop.style.left = `${50 * (1 - cropWidth)}%`; crop.style.width = `${100 * cropWidth}%`;
+  crop.style.top = `${50 * (1 - cropHeight)}%`; crop.style.height = `${100 * cropHeight}%`;
+  crop.hidden = cropWidth > 0.999 && cropHeight > 0.999;
+  $("crop-note").textContent = `${width}x${height} px; ` + (crop.hidden ? "the model sees all of it" :
+    `the model sees the framed centre, at ${inputWidth}x${inputHeight}`);
+}
+
+function showPredictions(predictions) {
   $("predictions").replaceChildren(...predictions.map((p) => {
     const item = document.createElement("li");
     item.textContent = `${p.label} ${(100 * p.probability).toFixed(1)}%`;
     return item;
   }));
-  if (state.layer) await selectLayer(state.layer);
 }
 
-async function selectLayer(name) {
+async function selectLayer(name, start = 0) {
   state.layer = name;
-  for (const item of $("layers").children) item.classList.toggle("selected", item.dataset.layer === name);
+  state.start = start;
+  for (const item of $("layers").children) {
+    item.classList.toggle("selected", item.dataset.layer === name);
+    item.setAttribute("aria-selected", item.dataset.layer === name);
+  }
   $("layer-name").textContent = name;
-  const query = `layer=${encodeURIComponent(name)}`;
-  state.layout = await api(`/api/images/${state.image}/activations?${query}`);
-  $("activations").src = `/api/images/${state.image}/activations.png?${query}&t=${Date.now()}`;
-  if (state.channel !== null && state.channel < state.layout.total_channels) await selectChannel(state.channel);
+  for (const input of document.querySelectorAll(".layer-input")) input.placeholder = name;
+  const query = `layer=${encodeURIComponent(name)}&start=${start}`;
+  const layout = await api(`/api/images/${state.image}/activations?${query}`);
+  await loaded($("activations"), `/api/images/${state.image}/activations.png?${query}&t=${Date.now()}`);
+  showGrid(layout);
+  if (state.channel !== null && state.channel < layout.total_channels) await selectChannel(state.channel, false);
 }
 
-function tileAt(event) {
-  const image = $("activations"), layout = state.layout;
-  const scale = image.naturalWidth / image.clientWidth;
-  const x = event.offsetX * scale, y = event.offsetY * scale;
-  const tile = (image.naturalWidth - layout.padding) / layout.columns;
-  const column = Math.floor(x / tile), row = Math.floor(y / tile);
-  const index = row * layout.columns + column;
-  return index >= 0 && index < layout.channels.length && column < layout.columns ? layout.channels[index] : null;
+function loaded(image, source) {
+  return new Promise((resolve, reject) => {
+    image.onload = resolve;
+    image.onerror = () => reject(new Error("the picture could not be loaded"));
+    image.src = source;
+  });
 }
 
-async function selectChannel(channel) {
+function showGrid(layout) {
+  state.layout = layout;
+  const last = layout.start + layout.channels.length;
+  $("grid-caption").textContent = `Channels ${layout.start + 1}–${last} of ${layout.total_channels}, strongest ` +
+    `first; gray scale shared by the whole layer. Click a channel or move with the arrow keys.`;
+  $("grid-tools").hidden = false;
+  $("previous-page").disabled = layout.start === 0;
+  $("next-page").disabled = last >= layout.total_channels;
+  $("grid-low").textContent = layout.low.toPrecision(3);
+  $("grid-high").textContent = layout.high.toPrecision(3);
+  const image = $("activations");
+  const step = (image.naturalWidth - layout.padding) / layout.columns;
+  const rowStep = (image.naturalHeight - layout.padding) / layout.rows;
+  $("tiles").replaceChildren(...layout.channels.map((channel, i) => {
+    const tile = document.createElement("button");
+    const column = i % layout.columns, row = Math.floor(i / layout.columns);
+    tile.type = "button";
+    tile.className = "tile";
+    tile.tabIndex = i === 0 ? 0 : -1;
+    tile.dataset.channel = channel;
+    tile.textContent = channel;
+    tile.setAttribute("aria-label", `channel ${channel}, rank ${layout.start + i + 1}, mean ${layout.strength[i].toPrecision(3)}`);
+    tile.style.left = `${100 * (layout.padding + column * step) / image.naturalWidth}%`;
+    tile.style.top = `${100 * (layout.padding + row * rowStep) / image.naturalHeight}%`;
+    tile.style.width = `${100 * (step - layout.padding) / image.naturalWidth}%`;
+    tile.style.height = `${100 * (rowStep - layout.padding) / image.naturalHeight}%`;
+    tile.addEventListener("click", guarded($("activation-error"), () => selectChannel(channel)));
+    return tile;
+  }));
+}
+
+async function selectChannel(channel, fresh = true) {
   state.channel = channel;
+  for (const tile of $("tiles").children) tile.classList.toggle("selected", Number(tile.dataset.channel) === channel);
   $("channel-view").hidden = false;
   $("channel-name").textContent = `${channel} of ${state.layer}`;
   const query = `layer=${encodeURIComponent(state.layer)}&channel=${channel}`;
+  const numbers = await api(`/api/images/${state.image}/channel?${query}`);
+  $("channel-caption").textContent = `over the image; mean ${numbers.mean.toPrecision(3)}`;
+  $("map-low").textContent = numbers.min.toPrecision(3);
+  $("map-high").textContent = numbers.max.toPrecision(3);
   $("channel-map").src = `/api/images/${state.image}/channel.png?${query}`;
-  $("channel-visual").removeAttribute("src");
-  $("visual-caption").textContent = "optimized image (not computed yet)";
+  if (fresh) {
+    $("channel-visual").removeAttribute("src");
+    $("visual-caption").textContent = "optimized image (not computed yet)";
+  }
   const top = state.info.top_activations;
   const shown = top && top.layer === state.layer && top.channels.includes(channel);
   $("top-figure").hidden = !shown;
   if (shown) $("channel-top").src = `/api/top/${channel}.png`;
+  const dreamChannel = document.querySelector("form[data-tab='dream'] input[name='channel']");
+  dreamChannel.placeholder = `all (selected: ${channel})`;
+}
+
+// ---- jobs: one result area per tab, and a history of finished results ----
+
+function resultArea(panel) {
+  let area = panel.querySelector(".result");
+  if (!area) {
+    area = $("result-template").content.firstElementChild.cloneNode(true);
+    panel.append(area);
+    area.querySelector(".cancel").addEventListener("click", guarded(area.querySelector(".error"), () =>
+      api(`/api/jobs/${area.dataset.job}`, { method: "DELETE" })));
+  }
+  return area;
 }
 
 async function runJob(kind, body, onStatus) {
@@ -116,45 +265,176 @@ async function runJob(kind, body, onStatus) {
   events.onmessage = (message) => {
     const status = JSON.parse(message.data);
     onStatus(status);
-    if (["done", "failed", "cancelled"].includes(status.state)) events.close();
-    if (status.state === "failed") showError(status.message);
+    if (FINISHED.includes(status.state)) events.close();
   };
   return events;
 }
 
-function showJob(status) {
-  state.job = status.id;
-  $("job-progress").value = status.progress;
-  $("job-state").textContent = `${status.kind}: ${status.state}${status.message ? " — " + status.message : ""}`;
-  $("job-frames").textContent = `${status.frames} frame(s)`;
-  $("job-state").dataset.state = status.state;
-  $("job-frames").dataset.frames = status.frames;
-  if (status.frames > 0) $("job-frame").src = `/api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
+function showJob(area, status) {
+  area.hidden = false;
+  area.dataset.job = status.id;
+  const bar = area.querySelector("progress");
+  if (status.state === "running" && status.progress === 0) bar.removeAttribute("value"); // indeterminate
+  else bar.value = status.progress;
+  const state = area.querySelector(".state");
+  state.textContent = status.state === "running" ? `running ${Math.round(100 * status.progress)}%` : status.state;
+  state.dataset.state = status.state;
+  area.querySelector(".frames").textContent = `${status.frames} frame(s)`;
+  area.querySelector(".frames").dataset.frames = status.frames;
+  area.querySelector(".cancel").hidden = FINISHED.includes(status.state);
+  showError(area.querySelector(".error"), status.state === "failed" ? status.message : null);
+  area.querySelector(".caption").textContent = status.state === "done" ? status.caption :
+    status.state === "cancelled" ? status.message : "";
+  const frame = `/api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
+  if (status.frames > 0) area.querySelector(".frame").src = frame;
+  area.querySelector(".frame").alt = status.caption || `${status.kind} in progress`;
+  const downloads = area.querySelector(".downloads");
+  downloads.hidden = status.state !== "done";
+  if (status.state === "done") {
+    area.querySelector(".png").href = frame;
+    area.querySelector(".png").download = `${status.kind}-${status.id}.png`;
+    area.querySelector(".npy").href = `/api/jobs/${status.id}/result.npy`;
+    area.querySelector(".npy").hidden = !status.array;
+    remember(status, frame);
+  }
+}
+
+function remember(status, frame) {
+  if ($("history").querySelector(`[data-job="${status.id}"]`)) return;
+  const item = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.job = status.id;
+  button.innerHTML = `<img alt=""><span></span>`;
+  button.querySelector("img").src = frame;
+  button.querySelector("span").textContent = `${status.kind}: ${status.caption}`.slice(0, 90);
+  button.title = status.caption;
+  button.addEventListener("click", () => {
+    const panel = document.querySelector(".panel:not([hidden])");
+    const compare = resultArea(panel).querySelector(".compare");
+    resultArea(panel).hidden = false;
+    compare.hidden = false;
+    compare.querySelector("img").src = frame;
+    compare.querySelector("figcaption").textContent = `${status.kind}: ${status.caption}`;
+  });
+  item.append(button);
+  $("history").prepend(item);
+  $("history-title").hidden = false;
 }
 
 function showVisualization(status) {
   if (status.frames > 0) $("channel-visual").src = `/api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
   const percent = Math.round(100 * status.progress);
-  $("visual-caption").textContent = status.state === "done" ? "optimized image" : `optimizing… ${percent}%`;
+  $("visual-caption").textContent = status.state === "done" ? "optimized image" :
+    status.state === "failed" ? status.message : `optimizing… ${percent}%`;
 }
 
 function formBody(form) {
   const body = { image: state.image };
   for (const [key, value] of new FormData(form)) {
+    const element = form.elements[key];
+    if (value === "" && element.classList.contains("layer-input") && state.layer) body[key] = state.layer;
     if (value === "") continue;
-    const type = form.elements[key].type;
-    body[key] = type === "number" ? Number(value) : type === "checkbox" ? true : value;
+    const scale = Number(element.dataset.scale || 1);
+    body[key] = element.type === "number" ? Number(value) / scale : element.type === "checkbox" ? true : value;
   }
   return body;
 }
 
+// ---- tabs ----
+
+function selectTab(tab) {
+  const tabs = [...document.querySelectorAll("#tabs [role=tab]")];
+  for (const other of tabs) {
+    other.setAttribute("aria-selected", other === tab);
+    other.tabIndex = other === tab ? 0 : -1;
+  }
+  for (const panel of document.querySelectorAll(".panel")) panel.hidden = panel.dataset.tab !== tab.dataset.tab;
+}
+
+function bindTabs() {
+  const tabs = [...document.querySelectorAll("#tabs [role=tab]")];
+  for (const tab of tabs) tab.addEventListener("click", () => selectTab(tab));
+  $("tabs").addEventListener("keydown", (event) => {
+    const at = tabs.indexOf(document.activeElement);
+    const moves = { ArrowRight: 1, ArrowLeft: -1, Home: -at, End: tabs.length - 1 - at };
+    if (at < 0 || !(event.key in moves)) return;
+    event.preventDefault();
+    const next = tabs[(at + moves[event.key] + tabs.length) % tabs.length];
+    selectTab(next);
+    next.focus();
+  });
+}
+
+// ---- live camera: frames go to /api/live as fast as the answers come back ----
+
+async function toggleLive() {
+  if (state.live) return stopLive();
+  const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+  const video = $("camera");
+  video.srcObject = stream;
+  await video.play();
+  state.live = { stream, frames: 0, since: performance.now() };
+  $("live").setAttribute("aria-pressed", "true");
+  $("live").textContent = "Stop camera";
+  video.hidden = false;
+  $("image").hidden = true;
+  $("crop").hidden = true;
+  $("crop-note").textContent = "live: the camera's centre square, at the model's input size";
+  $("live-rate").hidden = false;
+  liveLoop(state.live).catch((error) => { stopLive(); showError($("image-error"), error); });
+}
+
+function stopLive() {
+  if (!state.live) return;
+  for (const track of state.live.stream.getTracks()) track.stop();
+  state.live = null;
+  $("live").setAttribute("aria-pressed", "false");
+  $("live").textContent = "Live camera";
+  $("camera").hidden = true;
+  $("image").hidden = false;
+  $("live-rate").hidden = true;
+  if (state.image) showImage({ id: state.image, width: $("image").naturalWidth, height: $("image").naturalHeight });
+}
+
+async function liveLoop(live) {
+  const [height, width] = state.info.input_size;
+  const canvas = document.createElement("canvas");
+  canvas.width = width; canvas.height = height;
+  const video = $("camera");
+  while (state.live === live) {
+    const side = Math.min(video.videoWidth, video.videoHeight);
+    canvas.getContext("2d").drawImage(video, (video.videoWidth - side) / 2, (video.videoHeight - side) / 2, side, side,
+                                      0, 0, width, height);
+    const frame = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+    let query = "";
+    if (state.layer) query = `?layer=${encodeURIComponent(state.layer)}&start=${state.start}` +
+      (state.channel !== null ? `&channel=${state.channel}` : "");
+    const answer = await api(`/api/live${query}`, { method: "POST", body: frame,
+                                                    headers: { "Content-Type": "application/octet-stream" } });
+    if (state.live !== live) return;
+    showPredictions(answer.predictions);
+    if (answer.grid) {
+      await loaded($("activations"), answer.grid);
+      showGrid(answer.layout);
+    }
+    if (answer.channel) $("channel-map").src = answer.channel;
+    live.frames += 1;
+    const seconds = (performance.now() - live.since) / 1000;
+    $("live-rate").textContent = `live: ${(live.frames / seconds).toFixed(1)} frames per second`;
+    $("live-rate").dataset.frames = live.frames;
+  }
+}
+
 function bind() {
-  $("sample").addEventListener("change", guarded(() => openSample($("sample").value)));
-  $("upload").addEventListener("change", guarded(() => upload($("upload").files[0])));
+  const imageError = $("image-error");
+  $("sample").addEventListener("change", guarded(imageError, () => $("sample").value && openSample($("sample").value)));
+  $("upload").addEventListener("change", guarded(imageError, () => upload($("upload").files[0])));
+  $("live").addEventListener("click", guarded(imageError, toggleLive));
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", guarded(async (event) => {
+  drop.addEventListener("drop", guarded(imageError, async (event) => {
     event.preventDefault();
     drop.classList.remove("over");
     await upload(event.dataTransfer.files[0]);
@@ -163,28 +443,32 @@ function bind() {
     const text = $("layer-filter").value.toLowerCase();
     for (const item of $("layers").children) item.hidden = !item.dataset.layer.toLowerCase().includes(text);
   });
-  $("activations").addEventListener("click", guarded(async (event) => {
-    const channel = tileAt(event);
-    if (channel !== null) await selectChannel(channel);
-  }));
-  $("visualize").addEventListener("click", guarded(() =>
+  $("layers").addEventListener("focusin", () => {
+    const list = [...$("layers").children].filter((item) => !item.hidden);
+    if (!list.some((item) => item.tabIndex === 0) && list.length) list[0].tabIndex = 0;
+  });
+  roving($("tiles"), () => [...$("tiles").children], () => state.layout.columns,
+         (tile) => selectChannel(Number(tile.dataset.channel)));
+  const activationError = $("activation-error");
+  $("previous-page").addEventListener("click", guarded(activationError, () =>
+    selectLayer(state.layer, Math.max(0, state.start - state.layout.page))));
+  $("next-page").addEventListener("click", guarded(activationError, () =>
+    selectLayer(state.layer, state.start + state.layout.page)));
+  $("visualize").addEventListener("click", guarded(activationError, () =>
     runJob("visualize", { layer: state.layer, channel: state.channel }, showVisualization)));
-  for (const tab of document.querySelectorAll("#tabs button")) {
-    tab.addEventListener("click", () => {
-      for (const other of document.querySelectorAll("#tabs button")) other.setAttribute("aria-selected", other === tab);
-      for (const form of document.querySelectorAll("form.tab")) form.hidden = form.dataset.tab !== tab.dataset.tab;
-    });
-  }
-  for (const form of document.querySelectorAll("form.tab")) {
-    form.addEventListener("submit", guarded(async (event) => {
+  $("attribution-method").addEventListener("change", describeMethod);
+  bindTabs();
+  for (const form of document.querySelectorAll(".panel form")) {
+    const panel = form.closest(".panel");
+    const area = resultArea(panel);
+    form.addEventListener("submit", guarded(area.querySelector(".error"), async (event) => {
       event.preventDefault();
-      $("job").hidden = false;
-      if (state.events) state.events.close();
-      state.events = await runJob(form.dataset.tab, formBody(form), showJob);
+      area.hidden = false;
+      if (area.events) area.events.close();
+      area.events = await runJob(form.dataset.tab, formBody(form), (status) => showJob(area, status));
     }));
   }
-  $("cancel").addEventListener("click", guarded(() => api(`/api/jobs/${state.job}`, { method: "DELETE" })));
 }
 
 bind();
-start().catch(showError);
+start().catch((error) => showError($("image-error"), error));
