@@ -1,4 +1,5 @@
-"""Takes the README's screenshot of the web explorer: a real server, headless Chromium, one walk through.
+"""Takes the README's screenshots of the web explorer: a real server, headless Chromium, one walk
+through, then live mode on Chromium's fake camera.
 
 Run: python scripts/explorer_screenshot.py   (needs Debian's chromium and `pip install playwright`)
 """
@@ -18,9 +19,11 @@ import convscope as cs
 from convscope.web.app import create_app
 from convscope.web.explorer import Explorer
 
-OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "explorer.png"
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+OUTPUT, LIVE = IMAGES / "explorer.png", IMAGES / "explorer-live.png"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 def main() -> None:
@@ -41,20 +44,25 @@ def main() -> None:
         page.wait_for_selector("#predictions li")
         page.fill("#layer-filter", "_blocks.")
         page.click("#layers li[data-layer='_blocks.6._swish@1']")
-        page.wait_for_function("document.getElementById('activations').naturalWidth > 0")
-        box = page.locator("#activations").bounding_box()
-        page.mouse.click(box["x"] + 10, box["y"] + 10)
+        page.click("#tiles .tile >> nth=0")
         page.click("#visualize")
         page.wait_for_function("document.getElementById('visual-caption').textContent === 'optimized image'")
-        page.click("#tabs button[data-tab='dream']")
-        page.click("form[data-tab='dream'] button[type='submit']")
-        page.wait_for_function("document.getElementById('job-state').dataset.state === 'done'")
-        page.wait_for_function("document.getElementById('job-frame').naturalWidth > 0")
-        page.screenshot(path=str(OUTPUT), full_page=True)
+        page.click("form[data-tab='attribution'] button[type='submit']")
+        page.wait_for_function("document.querySelector('#panel-attribution .state').dataset.state === 'done'")
+        page.click("#tabs button[data-tab='attack']")
+        page.click("form[data-tab='attack'] button[type='submit']")
+        page.wait_for_function("document.querySelector('#panel-attack .state').dataset.state === 'done'")
+        page.click("#history li button >> nth=1")  # the attribution beside the attack
+        page.wait_for_function("document.querySelector('#panel-attack .frame').naturalWidth > 0")
+        page.screenshot(path=str(OUTPUT), clip={"x": 0, "y": 0, "width": 1280, "height": 1450}, full_page=True)
+        page.click("#live")
+        page.wait_for_function("Number(document.getElementById('live-rate').dataset.frames) >= 10")
+        page.screenshot(path=str(LIVE), clip={"x": 0, "y": 0, "width": 1280, "height": 820})
+        print(page.inner_text("#live-rate"))
         browser.close()
     server.should_exit = True
     thread.join()
-    print(f"wrote {OUTPUT}")
+    print(f"wrote {OUTPUT} and {LIVE}")
 
 
 if __name__ == "__main__":

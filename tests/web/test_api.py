@@ -5,14 +5,17 @@ import json
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
-from convscope.core.images import fit
+from convscope.core.images import fit, load_image
 from convscope.inspect.activations import activations
 from convscope.inspect.predictions import classify
 from convscope.inspect.top_patches import top_activations
 from convscope.samples import sample_image
 from tests.conftest import assert_unchanged, snapshot
+from convscope.web.app import create_app
+from convscope.web.explorer import Explorer
 from tests.web.conftest import client_for, wait_for
 
 
@@ -66,7 +69,7 @@ def test_uploads_over_the_byte_and_pixel_limits(lite0):
     with client_for(lite0, max_upload_bytes=10_000, max_upload_pixels=100 * 100) as small:
         noise = np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)
         reply = small.post("/api/images", content=png_bytes(noise))
-        assert reply.status_code == 413 and "MiB" in reply.json()["detail"]
+        assert reply.status_code == 413 and "at most 10 KiB" in reply.json()["detail"]
         reply = small.post("/api/images", content=png_bytes(np.zeros((101, 101, 3), np.uint8)))
         assert reply.status_code == 413 and "101x101 pixels" in reply.json()["detail"]
 
@@ -216,3 +219,20 @@ def test_the_served_model_is_not_changed(client, cat_id, lite0):
     job = client.post("/api/jobs/attribution", json={"image": cat_id, "method": "guided"}).json()
     wait_for(client, job)
     assert_unchanged(before, lite0.net)
+
+
+def test_several_models_each_at_their_own_path(lite0, digits):
+    explorers = [Explorer(lite0), Explorer(digits)]
+    with TestClient(create_app(explorers), base_url="http://127.0.0.1:8000") as client:
+        models = client.get("/api/models").json()
+        assert models == [{"name": lite0.name, "path": "/models/0/"}, {"name": digits.name, "path": "/models/1/"}]
+        assert client.get("/models/1/api/model").json()["name"] == digits.name
+        assert client.get("/models/0/api/model").json()["name"] == lite0.name
+        assert 'src="static/app.js"' in client.get("/models/1/").text
+        assert client.get("/models/1/static/app.js").status_code == 200
+        pixels = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        key = client.post("/models/1/api/images", content=png_bytes(pixels)).json()["id"]
+        predictions = client.get(f"/models/1/api/images/{key}/predictions?top=3").json()
+        expected = classify(digits, fit(load_image(pixels), digits.input_size), top=3)[0]
+        assert [p["index"] for p in predictions] == [p.index for p in expected]
+        assert client.get(f"/api/images/{key}/predictions").status_code == 404  # each model keeps its own images

@@ -21,57 +21,157 @@ if CHROMIUM is None and os.environ.get("CONVSCOPE_REQUIRE_BROWSER"):
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
 
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
 @pytest.fixture(scope="module")
 def page(lite0):
     from playwright.sync_api import sync_playwright
 
     with Server(lite0) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1000}, bypass_csp=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS + FAKE_CAMERA)
+        context = browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True)
         page = context.new_page()
         page.set_default_timeout(120_000)
         page.goto(url + "/")
+        page.wait_for_selector("#predictions li")  # the first sample is open
         yield page
         browser.close()
 
 
+def state_of(tab: str) -> str:
+    return f"document.querySelector('#panel-{tab} .state')?.dataset.state"
+
+
 def test_upload_predict_layer_channel_dream_cancel_and_screenshot(page, lite0, tmp_path):
-    page.wait_for_selector("#predictions li")  # the first sample is open
     photo = tmp_path / "coffee.jpg"
     Image.fromarray((sample_image("coffee")[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(photo)
     page.set_input_files("#upload", str(photo))
     expected = classify(lite0, sample_image("coffee", size=224))[0][0].label
     page.wait_for_function(f"document.querySelector('#predictions li')?.textContent.startsWith({expected!r})")
+    assert page.locator("#sample option:checked").inner_text().startswith("your image (coffee.jpg)")
+    assert page.is_visible("#crop") and "framed centre" in page.inner_text("#crop-note")
 
     page.click("#layers li[data-layer='_blocks.4']")
-    page.wait_for_function("document.getElementById('activations').naturalWidth > 0")
-    box = page.locator("#activations").bounding_box()
-    page.mouse.click(box["x"] + 10, box["y"] + 10)  # the first tile: the strongest channel
+    page.wait_for_selector("#tiles .tile")
+    page.click("#tiles .tile >> nth=0")  # the first tile: the strongest channel
     page.wait_for_function("document.getElementById('channel-map').naturalWidth === 224")
     strongest = page.evaluate("fetch(document.getElementById('activations').src.replace('.png', ''))"
                               ".then(r => r.json()).then(l => l.channels[0])")
     assert page.inner_text("#channel-name") == f"{strongest} of _blocks.4"
+    assert page.inner_text("#tiles .tile >> nth=0") == str(strongest)  # tiles carry their channel numbers
+    assert "Channels 1–40 of 40" in page.inner_text("#grid-caption")
 
-    page.click("#tabs button[data-tab='dream']")
+    page.click("#tabs [data-tab='dream']")
     page.fill("form[data-tab='dream'] input[name='steps']", "4")
     page.fill("form[data-tab='dream'] input[name='size']", "128")
     page.click("form[data-tab='dream'] button[type='submit']")
-    page.wait_for_function("Number(document.getElementById('job-frames').dataset.frames) >= 2")
-    page.wait_for_function("document.getElementById('job-state').dataset.state === 'done'")
-    page.wait_for_function("document.getElementById('job-frame').complete && "
-                           "document.getElementById('job-frame').naturalWidth > 0")
+    page.wait_for_function("Number(document.querySelector('#panel-dream .frames').dataset.frames) >= 2")
+    page.wait_for_function(state_of("dream") + " === 'done'")
+    assert page.inner_text("#panel-dream .caption").startswith("dream")
 
     page.fill("form[data-tab='dream'] input[name='steps']", "50")
     page.fill("form[data-tab='dream'] input[name='octaves']", "6")
     page.fill("form[data-tab='dream'] input[name='size']", "512")
     page.click("form[data-tab='dream'] button[type='submit']")
-    page.wait_for_function("document.getElementById('job-state').dataset.state === 'running'")
-    page.click("#cancel")
-    page.wait_for_function("document.getElementById('job-state').dataset.state === 'cancelled'", timeout=30_000)
+    page.wait_for_function(state_of("dream") + " === 'running'")
+    page.click("#panel-dream .cancel")
+    page.wait_for_function(state_of("dream") + " === 'cancelled'", timeout=30_000)
 
     shot = tmp_path / "explorer.png"
     page.screenshot(path=str(shot), full_page=True)
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(float)
     assert pixels.shape[0] > 600 and pixels.std() > 30  # not blank: text, images, panels
     assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 500  # photos and maps, not flat colors
-    assert page.inner_text("#error") == ""
+    assert not page.is_visible(".error")
+
+
+def test_results_are_captioned_per_tab_downloadable_and_kept_in_history(page):
+    page.click("#tabs [data-tab='attack']")
+    page.select_option("form[data-tab='attack'] select[name='method']", "fgsm")
+    page.fill("form[data-tab='attack'] input[name='eps']", "8")
+    page.click("form[data-tab='attack'] button[type='submit']")
+    page.wait_for_function(state_of("attack") + " === 'done'")
+    caption = page.inner_text("#panel-attack .caption")
+    assert caption.split(":")[0] in ("fooled", "not fooled") and "fgsm" in caption and "8/255" in caption
+    array = page.evaluate("fetch(document.querySelector('#panel-attack .npy').href).then(r => r.arrayBuffer())"
+                          ".then(b => Array.from(new Uint8Array(b.slice(0, 6))))")
+    assert bytes(array) == b"\x93NUMPY"
+    assert page.evaluate("fetch(document.querySelector('#panel-attack .png').href).then(r => r.headers.get("
+                         "'content-type'))") == "image/png"
+
+    page.click("#tabs [data-tab='attribution']")
+    assert not page.is_visible("#panel-attack .result")  # each tab shows its own result
+    page.select_option("#attribution-method", "gradcam")
+    assert "Grad-CAM" in page.inner_text("#method-help")
+    page.click("form[data-tab='attribution'] button[type='submit']")
+    page.wait_for_function(state_of("attribution") + " === 'done'")
+    assert page.inner_text("#panel-attribution .caption").startswith("gradcam of ")
+    assert page.locator("#history li").count() >= 2
+    page.click("#history li button >> nth=1")  # the attack, compared beside the Grad-CAM
+    assert page.is_visible("#panel-attribution .compare")
+    assert page.inner_text("#panel-attribution .compare figcaption").startswith("attack:")
+
+
+def test_errors_are_shown_beside_the_control_that_caused_them(page):
+    page.click("#tabs [data-tab='invert']")
+    page.fill("form[data-tab='invert'] input[name='layer']", "no.such.layer")
+    page.click("form[data-tab='invert'] button[type='submit']")
+    error = page.locator("#panel-invert .error")
+    error.wait_for(state="visible")
+    assert "unknown layer 'no.such.layer'" in error.inner_text() and error.is_visible()
+    assert error.bounding_box()["y"] > page.locator("form[data-tab='invert']").bounding_box()["y"]
+    page.fill("form[data-tab='invert'] input[name='layer']", "_blocks.8")
+
+    page.set_input_files("#upload", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    page.locator("#image-error").wait_for(state="visible")
+    assert "not an image" in page.inner_text("#image-error")
+
+
+def test_keyboard_reaches_layers_tiles_and_tabs(page):
+    page.click("#layers li[data-layer='_blocks.4']")
+    page.wait_for_selector("#tiles .tile")
+    page.focus("#layers li[data-layer='_blocks.4']")
+    page.keyboard.press("ArrowDown")
+    below = page.evaluate("document.activeElement.dataset.layer")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.getElementById('tiles').dataset.layer === {below!r}")
+
+    page.focus("#tiles .tile >> nth=0")
+    columns = page.evaluate("fetch(document.getElementById('activations').src.replace('.png', ''))"
+                            ".then(r => r.json()).then(l => l.columns)")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    focused = page.evaluate("[...document.querySelectorAll('#tiles .tile')].indexOf(document.activeElement)")
+    assert focused == 1 + columns
+    channel = page.evaluate("document.activeElement.dataset.channel")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.getElementById('channel-name').textContent.startsWith('{channel} of')")
+
+    page.focus("#tabs [aria-selected='true']")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.getAttribute('aria-selected')") == "true"
+    assert page.is_visible(f"#panel-{page.evaluate('document.activeElement.dataset.tab')}")
+
+
+def test_no_serious_accessibility_violations(page):
+    from axe_playwright_python import sync_playwright as axe
+
+    results = axe.Axe().run(page)
+    serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not serious, [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in serious]
+
+
+def test_live_mode_follows_the_fake_camera(page):
+    page.click("#layers li[data-layer='_blocks.4']")
+    page.wait_for_selector("#tiles .tile")
+    page.click("#live")
+    page.wait_for_function("Number(document.getElementById('live-rate').dataset.frames) >= 6", timeout=60_000)
+    grid = page.get_attribute("#activations", "src")
+    page.wait_for_function(f"document.getElementById('activations').src !== {grid!r}")
+    assert grid.startswith("data:image/png")  # the grid follows the camera
+    rate = float(page.inner_text("#live-rate").split()[1])
+    print(f"\nlive mode: {rate} frames per second")
+    assert rate > 0 and page.locator("#predictions li").count() == 5
+    page.click("#live")
+    assert page.get_attribute("#live", "aria-pressed") == "false"

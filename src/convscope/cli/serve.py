@@ -7,21 +7,27 @@ from typing import Annotated
 
 import typer
 
-from convscope.cli.app import DeviceOption, ModelOption, app, open_model
+from convscope.cli.app import DeviceOption, app, open_model
 from convscope.errors import ConvscopeError
 from convscope.models import DEFAULT_MODEL
 from convscope.web.guard import LOCAL_NAMES
+
+
+ModelsOption = Annotated[list[str] | None, typer.Option(
+    "--model", "-m", help="Model name, NAME=WEIGHTS.pth, or a weights file; repeat it to pick between models in the "
+                          "page (the first is the default).")]
 
 
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on; another than 127.0.0.1 only when you "
                                                  "mean to share the explorer.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
-          index: Annotated[Path | None, typer.Option(help="Folder written by `convscope top-activations`.")] = None,
+          index: Annotated[Path | None, typer.Option(help="Folder written by `convscope top-activations` "
+                                                                   "(for the first model).")] = None,
           allow_host: Annotated[list[str] | None, typer.Option(help="Another host name the page may be opened "
                                                                     "under (repeatable).")] = None,
           workers: Annotated[int, typer.Option(min=1, max=16, help="Heavy jobs running at once.")] = 2,
-          model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+          model: ModelsOption = None, device: DeviceOption = "auto") -> None:
     """Explore the model in the browser: predictions, layers, activations, attribution, DeepDream,
     style, inversion and adversarial examples."""
     import uvicorn
@@ -31,9 +37,14 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on; another 
 
     if index is not None and not (index / "index.json").is_file():
         raise ConvscopeError(f"--index {index}: no index.json there; make one with `convscope top-activations`")
-    explorer = Explorer(open_model(model, device), index=index, settings=Settings(workers=workers))
+    names = list(dict.fromkeys(model or [DEFAULT_MODEL]))
+    settings = Settings(workers=workers)
+    explorers = [Explorer(open_model(name, device), index=index if k == 0 else None, settings=settings)
+                 for k, name in enumerate(names)]
     hosts = (*LOCAL_NAMES, *(allow_host or ()), *(() if host in ("0.0.0.0", "::") else (host,)))
     if host not in LOCAL_NAMES:
         typer.echo(f"warning: listening on {host}: anyone who can reach this address can use the explorer", err=True)
     typer.echo(f"convscope explorer on http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/")
-    uvicorn.run(create_app(explorer, hosts=hosts), host=host, port=port, log_level="warning")
+    for k, name in enumerate(names[1:], 1):
+        typer.echo(f"  {name}: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/models/{k}/")
+    uvicorn.run(create_app(explorers, hosts=hosts), host=host, port=port, log_level="warning")

@@ -11,6 +11,7 @@ import asyncio
 import json
 from contextlib import asynccontextmanager
 from importlib import resources
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
@@ -33,14 +34,32 @@ STATIC = resources.files("convscope.web") / "static"
 UPLOAD_ROUTES = ("/api/images", "/api/live")
 
 
-def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> HostGuard:
-    """The ASGI app serving ``explorer`` (the FastAPI app behind a :class:`HostGuard`: requests
-    whose Host or Origin is not one of ``hosts`` get 403)."""
+def create_app(explorers: Explorer | Sequence[Explorer], *, hosts: tuple[str, ...] = LOCAL_NAMES) -> HostGuard:
+    """The ASGI app serving one explorer per model (the FastAPI app behind body limits and a
+    :class:`HostGuard`: requests whose Host or Origin is not one of ``hosts`` get 403).
+
+    The first model is served at ``/``; every model ``k`` also at ``/models/k/`` (the page's
+    model picker switches between them; ``/api/models`` lists them).
+    """
+    explorers = [explorers] if isinstance(explorers, Explorer) else list(explorers)
+    models = [{"name": explorer.model.name, "path": f"/models/{k}/"} for k, explorer in enumerate(explorers)]
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        explorer.close()
+        for explorer in explorers:
+            explorer.close()
 
+    app = _model_app(explorers[0], models, lifespan)
+    for k, explorer in enumerate(explorers):
+        app.mount(f"/models/{k}", _model_app(explorer, models))
+    settings = explorers[0].settings
+    bounded = BodyLimit(app, lambda path: settings.max_upload_bytes if path.endswith(UPLOAD_ROUTES) else
+                        settings.max_json_bytes, seconds=settings.body_seconds)
+    return HostGuard(bounded, hosts)
+
+
+def _model_app(explorer: Explorer, models: list[dict], lifespan=None) -> FastAPI:
     # no /docs page: FastAPI's Swagger UI would load its scripts from a CDN
     app = FastAPI(title="convscope explorer", version="1", openapi_url="/api/openapi.json", docs_url=None,
                   redoc_url=None, lifespan=lifespan)
@@ -49,6 +68,11 @@ def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> H
     _light_routes(app, explorer)
     _job_routes(app, explorer)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/api/models", tags=["model"])
+    def model_list() -> list[dict]:
+        """The models this server was started with: name and the path of each one's page."""
+        return models
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
@@ -59,11 +83,7 @@ def create_app(explorer: Explorer, *, hosts: tuple[str, ...] = LOCAL_NAMES) -> H
         response = await call_next(request)
         response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in response.headers})
         return response
-
-    settings = explorer.settings
-    bounded = BodyLimit(app, lambda path: settings.max_upload_bytes if path in UPLOAD_ROUTES else
-                        settings.max_json_bytes, seconds=settings.body_seconds)
-    return HostGuard(bounded, hosts)
+    return app
 
 
 def _errors(app: FastAPI) -> None:

@@ -58,7 +58,14 @@ function guarded(where, fn) {
 }
 
 async function start() {
-  const info = await api("/api/model");
+  const info = await api("api/model");
+  const models = await api("api/models");
+  $("model-picker").hidden = models.length < 2;
+  for (const model of models) {
+    const option = new Option(model.name, model.path);
+    option.selected = location.pathname === model.path || (location.pathname === "/" && model === models[0]);
+    $("models").add(option);
+  }
   state.info = info;
   $("model-name").textContent = `${info.name} · ${info.input_size.join("x")} · ${info.device}`;
   for (const name of info.samples) $("sample").add(new Option(name, name));
@@ -71,9 +78,9 @@ async function start() {
     return [term, text];
   }));
   describeMethod();
-  const classes = await api("/api/classes");
+  const classes = await api("api/classes");
   $("classes").replaceChildren(...classes.map((c) => new Option(`${c.label} (${c.index})`, c.label)));
-  const layers = await api("/api/layers");
+  const layers = await api("api/layers");
   $("layers").replaceChildren(...layers.filter((l) => l.shape.length === 3).map(layerItem));
   roving($("layers"), () => [...$("layers").children].filter((item) => !item.hidden), () => 1,
          (item) => selectLayer(item.dataset.layer));
@@ -123,12 +130,12 @@ function focusOnly(list, chosen) {
 }
 
 async function openSample(name) {
-  const opened = await api(`/api/images/sample/${encodeURIComponent(name)}`, { method: "POST" });
+  const opened = await api(`api/images/sample/${encodeURIComponent(name)}`, { method: "POST" });
   await showImage(opened);
 }
 
 async function upload(file) {
-  const opened = await api("/api/images", { method: "POST", body: file,
+  const opened = await api("api/images", { method: "POST", body: file,
                                             headers: { "Content-Type": "application/octet-stream" } });
   let uploaded = $("sample").querySelector("option[value='']");
   if (!uploaded) $("sample").add(uploaded = new Option("your image", ""), 0);
@@ -139,9 +146,9 @@ async function upload(file) {
 
 async function showImage(opened) {
   state.image = opened.id;
-  $("image").src = `/api/images/${opened.id}.png`;
+  $("image").src = `api/images/${opened.id}.png`;
   showCrop(opened.width, opened.height);
-  showPredictions(await api(`/api/images/${opened.id}/predictions?top=5`));
+  showPredictions(await api(`api/images/${opened.id}/predictions?top=5`));
   if (state.layer) await selectLayer(state.layer, state.start);
 }
 
@@ -176,8 +183,8 @@ async function selectLayer(name, start = 0) {
   $("layer-name").textContent = name;
   for (const input of document.querySelectorAll(".layer-input")) input.placeholder = name;
   const query = `layer=${encodeURIComponent(name)}&start=${start}`;
-  const layout = await api(`/api/images/${state.image}/activations?${query}`);
-  await loaded($("activations"), `/api/images/${state.image}/activations.png?${query}&t=${Date.now()}`);
+  const layout = await api(`api/images/${state.image}/activations?${query}`);
+  await loaded($("activations"), `api/images/${state.image}/activations.png?${query}&t=${Date.now()}`);
   showGrid(layout);
   if (state.channel !== null && state.channel < layout.total_channels) await selectChannel(state.channel, false);
 }
@@ -203,6 +210,7 @@ function showGrid(layout) {
   const image = $("activations");
   const step = (image.naturalWidth - layout.padding) / layout.columns;
   const rowStep = (image.naturalHeight - layout.padding) / layout.rows;
+  $("tiles").dataset.layer = layout.layer;
   $("tiles").replaceChildren(...layout.channels.map((channel, i) => {
     const tile = document.createElement("button");
     const column = i % layout.columns, row = Math.floor(i / layout.columns);
@@ -226,20 +234,20 @@ async function selectChannel(channel, fresh = true) {
   for (const tile of $("tiles").children) tile.classList.toggle("selected", Number(tile.dataset.channel) === channel);
   $("channel-view").hidden = false;
   $("channel-name").textContent = `${channel} of ${state.layer}`;
-  const query = `layer=${encodeURIComponent(state.layer)}&channel=${channel}`;
-  const numbers = await api(`/api/images/${state.image}/channel?${query}`);
-  $("channel-caption").textContent = `over the image; mean ${numbers.mean.toPrecision(3)}`;
-  $("map-low").textContent = numbers.min.toPrecision(3);
-  $("map-high").textContent = numbers.max.toPrecision(3);
-  $("channel-map").src = `/api/images/${state.image}/channel.png?${query}`;
   if (fresh) {
     $("channel-visual").removeAttribute("src");
     $("visual-caption").textContent = "optimized image (not computed yet)";
   }
+  const query = `layer=${encodeURIComponent(state.layer)}&channel=${channel}`;
+  const numbers = await api(`api/images/${state.image}/channel?${query}`);
+  $("channel-caption").textContent = `over the image; mean ${numbers.mean.toPrecision(3)}`;
+  $("map-low").textContent = numbers.min.toPrecision(3);
+  $("map-high").textContent = numbers.max.toPrecision(3);
+  $("channel-map").src = `api/images/${state.image}/channel.png?${query}`;
   const top = state.info.top_activations;
   const shown = top && top.layer === state.layer && top.channels.includes(channel);
   $("top-figure").hidden = !shown;
-  if (shown) $("channel-top").src = `/api/top/${channel}.png`;
+  if (shown) $("channel-top").src = `api/top/${channel}.png`;
   const dreamChannel = document.querySelector("form[data-tab='dream'] input[name='channel']");
   dreamChannel.placeholder = `all (selected: ${channel})`;
 }
@@ -252,16 +260,16 @@ function resultArea(panel) {
     area = $("result-template").content.firstElementChild.cloneNode(true);
     panel.append(area);
     area.querySelector(".cancel").addEventListener("click", guarded(area.querySelector(".error"), () =>
-      api(`/api/jobs/${area.dataset.job}`, { method: "DELETE" })));
+      api(`api/jobs/${area.dataset.job}`, { method: "DELETE" })));
   }
   return area;
 }
 
 async function runJob(kind, body, onStatus) {
-  const job = await api(`/api/jobs/${kind}`, { method: "POST", body: JSON.stringify(body),
+  const job = await api(`api/jobs/${kind}`, { method: "POST", body: JSON.stringify(body),
                                                headers: { "Content-Type": "application/json" } });
   onStatus(job);
-  const events = new EventSource(`/api/jobs/${job.id}/events`);
+  const events = new EventSource(`api/jobs/${job.id}/events`);
   events.onmessage = (message) => {
     const status = JSON.parse(message.data);
     onStatus(status);
@@ -285,7 +293,7 @@ function showJob(area, status) {
   showError(area.querySelector(".error"), status.state === "failed" ? status.message : null);
   area.querySelector(".caption").textContent = status.state === "done" ? status.caption :
     status.state === "cancelled" ? status.message : "";
-  const frame = `/api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
+  const frame = `api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
   if (status.frames > 0) area.querySelector(".frame").src = frame;
   area.querySelector(".frame").alt = status.caption || `${status.kind} in progress`;
   const downloads = area.querySelector(".downloads");
@@ -293,7 +301,7 @@ function showJob(area, status) {
   if (status.state === "done") {
     area.querySelector(".png").href = frame;
     area.querySelector(".png").download = `${status.kind}-${status.id}.png`;
-    area.querySelector(".npy").href = `/api/jobs/${status.id}/result.npy`;
+    area.querySelector(".npy").href = `api/jobs/${status.id}/result.npy`;
     area.querySelector(".npy").hidden = !status.array;
     remember(status, frame);
   }
@@ -323,7 +331,7 @@ function remember(status, frame) {
 }
 
 function showVisualization(status) {
-  if (status.frames > 0) $("channel-visual").src = `/api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
+  if (status.frames > 0) $("channel-visual").src = `api/jobs/${status.id}/frame.png?number=-1&f=${status.frames}`;
   const percent = Math.round(100 * status.progress);
   $("visual-caption").textContent = status.state === "done" ? "optimized image" :
     status.state === "failed" ? status.message : `optimizing… ${percent}%`;
@@ -410,7 +418,7 @@ async function liveLoop(live) {
     let query = "";
     if (state.layer) query = `?layer=${encodeURIComponent(state.layer)}&start=${state.start}` +
       (state.channel !== null ? `&channel=${state.channel}` : "");
-    const answer = await api(`/api/live${query}`, { method: "POST", body: frame,
+    const answer = await api(`api/live${query}`, { method: "POST", body: frame,
                                                     headers: { "Content-Type": "application/octet-stream" } });
     if (state.live !== live) return;
     showPredictions(answer.predictions);
@@ -431,6 +439,7 @@ function bind() {
   $("sample").addEventListener("change", guarded(imageError, () => $("sample").value && openSample($("sample").value)));
   $("upload").addEventListener("change", guarded(imageError, () => upload($("upload").files[0])));
   $("live").addEventListener("click", guarded(imageError, toggleLive));
+  $("models").addEventListener("change", () => { location.href = $("models").value; });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -454,8 +463,12 @@ function bind() {
     selectLayer(state.layer, Math.max(0, state.start - state.layout.page))));
   $("next-page").addEventListener("click", guarded(activationError, () =>
     selectLayer(state.layer, state.start + state.layout.page)));
-  $("visualize").addEventListener("click", guarded(activationError, () =>
-    runJob("visualize", { layer: state.layer, channel: state.channel }, showVisualization)));
+  $("visualize").addEventListener("click", guarded(activationError, () => {
+    const { layer, channel } = state;  // shown only while that channel is still the one selected
+    return runJob("visualize", { layer, channel }, (status) => {
+      if (state.layer === layer && state.channel === channel) showVisualization(status);
+    });
+  }));
   $("attribution-method").addEventListener("change", describeMethod);
   bindTabs();
   for (const form of document.querySelectorAll(".panel form")) {
