@@ -9,7 +9,6 @@ image is ever converted to RGB floats.
 from __future__ import annotations
 
 import io
-import math
 import warnings
 
 import torch
