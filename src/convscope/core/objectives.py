@@ -160,15 +160,66 @@ def gram_match(layer: str, target: torch.Tensor,
     return Objective(score, (layer,), f"gram {layer}")
 
 
-def diversity(layer: str) -> Objective:
+def diversity(layer: str, groups: torch.Tensor | None = None) -> Objective:
     """Minus each example's mean cosine similarity to the others' Gram matrices (Olah et al. 2017):
-    maximizing it pushes a batch optimized for one target toward different solutions."""
+    maximizing it pushes a batch optimized for one target toward different solutions.
+
+    Args:
+        groups: ``(B,)`` group ids: examples are compared only within their group, and those with
+            a negative id not at all (score 0); one group for the whole batch when None.
+    """
     def score(acts):
         flat = torch.nn.functional.normalize(gram(acts[layer]).flatten(1), dim=1)
-        similarity = flat @ flat.T
-        count = max(len(flat) - 1, 1)
-        return -(similarity.sum(1) - similarity.diagonal()) / count
+        ids = torch.zeros(len(flat), dtype=torch.long) if groups is None else groups.view(-1).long()
+        same = (ids[:, None] == ids[None, :]) & (ids[:, None] >= 0)
+        same = same.to(flat.device) & ~torch.eye(len(flat), dtype=torch.bool, device=flat.device)
+        similarity = (flat @ flat.T) * same
+        return -similarity.sum(1) / same.sum(1).clamp_min(1)
     return Objective(score, (layer,), f"diversity {layer}")
+
+
+def direction(layer: str, target: torch.Tensor, *, cossim_power: float = 0.0) -> Objective:
+    """How far a ``(B, C, h, w)`` layer's activation vectors point along ``target``, averaged over
+    positions: the dot product with ``target``, times the cosine similarity to the power
+    ``cossim_power`` (Olah et al. 2018: 1 or more favours the direction itself over sheer size).
+
+    Args:
+        target: ``(C,)`` one direction (a concept, an NMF factor), ``(B, C)`` one per example, or
+            ``(1|B, C, h, w)`` a direction per position (a photo's activations: a caricature).
+    """
+    def score(acts):
+        a = acts[layer]
+        t = target.to(a)
+        t = t.view(*t.shape, 1, 1) if t.dim() <= 2 else t
+        t = t.view(1, *t.shape) if t.dim() == 3 else t
+        if t.shape[-2:] != a.shape[-2:] and t.shape[-2:] != (1, 1):  # the image was padded or scaled
+            t = torch.nn.functional.interpolate(t, size=a.shape[-2:], mode="bilinear", align_corners=False)
+        if t.shape[1] != a.shape[1]:
+            raise ConvscopeError(f"a direction of {t.shape[1]} channels for layer {layer!r}, which has {a.shape[1]}")
+        dot = (a * t).sum(1)
+        if cossim_power:
+            cosine = dot / (a.norm(dim=1) * t.norm(dim=1)).clamp_min(1e-8)
+            dot = dot * cosine.clamp_min(0.1) ** cossim_power
+        return dot.flatten(1).mean(1)
+    return Objective(score, (layer,), f"direction {layer}" + (f" (cos^{cossim_power:g})" if cossim_power else ""))
+
+
+def interpolation(first: Objective, second: Objective, weights: torch.Tensor) -> Objective:
+    """``(1 - w) * first + w * second`` with one weight per example (``weights`` ``(B,)`` in [0, 1]):
+    a batch that walks from one objective to the other (neuron interaction)."""
+    def score(acts):
+        w = weights.to(acts[next(iter(acts))].device)
+        return (1 - w) * first(acts) + w * second(acts)
+    return Objective(score, first.layers + second.layers, f"{first.name} -> {second.name}")
+
+
+def signed(objective: Objective, signs: torch.Tensor) -> Objective:
+    """``objective`` times one sign per example (``signs`` ``(B,)``): -1 turns maximizing it into
+    minimizing it (a negative visualization) for that example only."""
+    def score(acts):
+        values = objective(acts)
+        return values * signs.to(values)
+    return Objective(score, objective.layers, f"signed {objective.name}")
 
 
 def l2(layer: str = INPUT, center: float | Sequence[float] = 0.5) -> Objective:

@@ -5,6 +5,9 @@
 * :class:`FourierImage` — a scaled Fourier spectrum in decorrelated color, squashed by a
   sigmoid (Olah et al., Distill 2017): gradient steps favor low frequencies, which is what makes
   visualizations of modern networks recognizable instead of high-frequency noise.
+* :class:`MagnitudeImage` — only the Fourier phases, under a magnitude spectrum fixed to that of
+  natural photos (MACO, Fel et al. 2023, arXiv:2306.06805): whatever the objective, the image
+  keeps a photo's energy at every frequency, so deep units get natural textures and contrast.
 
 Both give ``image()`` as ``(B, 3, H, W)`` in [0, 1] and can start from an existing image
 (``from_image``), which is how the octave schedule carries an image to a larger size.
@@ -12,13 +15,18 @@ Both give ``image()`` as ``(B, 3, H, W)`` in [0, 1] and can start from an existi
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import torch
 
+from convscope.core.images import fit
 from convscope.errors import ConvscopeError
 from convscope.optimize.color import from_rgb, to_rgb
+from convscope.samples import training_photos
 
 STARTS = ("noise", "zero", "grey")
-PARAMS = ("pixel", "fourier")
+PARAMS = ("pixel", "fourier", "maco")
 #: Standard deviation of the starting noise in each parametrization's own space.
 NOISE = {"pixel": 0.05, "fourier": 0.01}
 
@@ -63,9 +71,12 @@ class FourierImage(ImageParam):
         self.scale = _frequency_scale(size, decay, spectrum.device)
 
     def image(self) -> torch.Tensor:
-        spectrum = torch.view_as_complex(self.spectrum) * self.scale
+        spectrum = torch.view_as_complex(self._spectrum()) * self.scale
         decorrelated = torch.fft.irfft2(spectrum, s=self.size, norm="ortho") / 4
         return torch.sigmoid(to_rgb(decorrelated))
+
+    def _spectrum(self) -> torch.Tensor:
+        return self.spectrum
 
     @classmethod
     def from_image(cls, x: torch.Tensor, decay: float = 1.0) -> "FourierImage":
@@ -77,13 +88,78 @@ class FourierImage(ImageParam):
         return cls(torch.view_as_real(spectrum.contiguous()), size, decay)
 
 
+#: Standard deviation of the decorrelated image before the sigmoid: a photo's contrast.
+CONTRAST = 1.5
+
+
+class SharedFourierImage(FourierImage):
+    """A batch whose spectra are one shared part ``(1, 3, H, W//2+1, 2)`` plus each image's own:
+    the images of a series (an interpolation between two objectives) stay aligned."""
+
+    def __init__(self, spectrum: torch.Tensor, size: tuple[int, int], decay: float = 1.0) -> None:
+        super().__init__(torch.zeros_like(spectrum), size, decay)
+        self.shared = spectrum.mean(0, keepdim=True).detach().clone().requires_grad_(True)
+        self.tensors = [self.spectrum, self.shared]
+
+    def _spectrum(self) -> torch.Tensor:
+        return self.spectrum + self.shared
+
+
+@lru_cache(maxsize=8)
+def natural_magnitude(size: tuple[int, int]) -> torch.Tensor:
+    """``(3, H, W//2+1)`` mean magnitude spectrum of the bundled photos in decorrelated colour,
+    each centre-cropped to ``size`` and windowed (Hann) so that its borders add no spurious
+    horizontal and vertical frequencies; the zero frequency is 0 (the mean is fixed apart)."""
+    photos = torch.cat([fit(photo, size) for photo in training_photos(size=max(size))])
+    decorrelated = from_rgb(torch.logit(photos.clamp(1e-3, 1 - 1e-3)))
+    decorrelated = decorrelated - decorrelated.mean((2, 3), keepdim=True)
+    window = torch.outer(torch.hann_window(size[0], periodic=False), torch.hann_window(size[1], periodic=False))
+    magnitude = torch.fft.rfft2(decorrelated * window, norm="ortho").abs().mean(0)  # no leakage from the borders
+    magnitude[:, 0, 0] = 0
+    return magnitude / magnitude.square().sum((1, 2), keepdim=True).sqrt()
+
+
+class MagnitudeImage(ImageParam):
+    """Images ``(B, 3, H, W)`` from phases ``(B, 3, H, W//2+1)`` and a fixed magnitude spectrum:
+    ``sigmoid(to_rgb(CONTRAST * standardized(irfft2(magnitude * exp(i phase)))))``."""
+
+    def __init__(self, phase: torch.Tensor, size: tuple[int, int], magnitude: torch.Tensor | None = None) -> None:
+        self.size = size
+        self.magnitude = (natural_magnitude(tuple(size)) if magnitude is None else magnitude).to(phase.device)
+        self.phase = phase.detach().clone().requires_grad_(True)
+        self.tensors = [self.phase]
+
+    def decorrelated(self) -> torch.Tensor:
+        """``(B, 3, H, W)`` the image before standardization: the fixed magnitude, the phases."""
+        spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
+        return torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+
+    def image(self) -> torch.Tensor:
+        values = self.decorrelated()
+        values = values / values.flatten(2).std(2).clamp_min(1e-8)[..., None, None]
+        return torch.sigmoid(to_rgb(CONTRAST * values))
+
+    @classmethod
+    def random(cls, batch: int, size: tuple[int, int], generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> MagnitudeImage:
+        """Uniformly random phases: natural-looking noise."""
+        phase = (torch.rand((batch, 3, size[0], size[1] // 2 + 1), generator=generator) * 2 - 1) * math.pi
+        return cls(phase.to(device), size)
+
+    @classmethod
+    def from_image(cls, x: torch.Tensor) -> MagnitudeImage:
+        """Keeps the phases of ``x`` ``(B, 3, H, W)`` and replaces its magnitude by the natural one."""
+        decorrelated = from_rgb(torch.logit(x.clamp(1e-3, 1 - 1e-3)))
+        return cls(torch.fft.rfft2(decorrelated, norm="ortho").angle(), tuple(x.shape[-2:]))
+
+
 def make_param(kind: str, batch: int, size: tuple[int, int], *, start: str | torch.Tensor = "noise",
                center: torch.Tensor | None = None, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> ImageParam:
     """A parametrization of ``batch`` images of ``size`` ``(H, W)``.
 
     Args:
-        kind: ``pixel`` or ``fourier``.
+        kind: ``pixel``, ``fourier`` or ``maco``.
         start: ``noise`` (small random values around ``center``), ``zero`` (``center``: the
             model's mean color, the zero of its normalized input, as Simonyan et al. start),
             ``grey`` (0.5), or a ``(B, 3, H, W)`` image.
@@ -100,6 +176,9 @@ def make_param(kind: str, batch: int, size: tuple[int, int], *, start: str | tor
     else:
         image = center.view(1, 3, 1, 1).expand(batch, 3, *size)
     image = image.clamp(0.01, 0.99).to(device)
+    if kind == "maco":
+        random = isinstance(start, str) and start == "noise"
+        return MagnitudeImage.random(batch, size, generator, device) if random else MagnitudeImage.from_image(image)
     param = PixelImage(image) if kind == "pixel" else FourierImage.from_image(image)
     if isinstance(start, str) and start == "noise":
         with torch.no_grad():

@@ -1,9 +1,12 @@
 """What a class or a unit responds to: the image that maximizes it (activation maximization).
 
-Three recipes, all the same render loop with different parts:
+Four recipes, all the same render loop with different parts:
 
 * ``fourier`` — Olah et al., Distill 2017: Fourier parametrization in decorrelated color, robust
   to jitter, scale and rotation, Adam. Recognizable objects on modern networks.
+* ``maco`` — Fel et al. 2023: only the Fourier phases, the magnitude fixed to natural photos'
+  (:class:`~convscope.optimize.params.MagnitudeImage`), with the same transforms; see
+  :func:`~convscope.optimize.maco.importance` for its importance map.
 * ``simonyan`` — Simonyan, Vedaldi, Zisserman 2014: raw pixels from the zero image (the model's
   mean color), the class logit minus an L2 penalty, plain gradient steps.
 * ``yosinski`` — Yosinski et al. 2015: raw pixels, jitter, and the decay / blur / clipping priors.
@@ -19,7 +22,8 @@ from torch import nn
 
 from convscope.attribute.targets import class_indices
 from convscope.core.layers import resolve
-from convscope.core.objectives import Objective, channel, class_logit, l2, neuron
+from convscope.core.objectives import Objective, channel, class_logit, diversity, l2, neuron, signed
+from convscope.core.render import Picture, grid, picture
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.models.model import Model, as_model
 from convscope.optimize.octaves import render_octaves
@@ -45,6 +49,7 @@ class Recipe:
 MAX_SIDE = 2048
 RECIPES = {
     "fourier": Recipe("fourier", "noise", "adam", 0.05),
+    "maco": Recipe("maco", "noise", "adam", 0.2),
     "simonyan": Recipe("pixel", "zero", "sgd", 0.5, transforms="none", l2_weight=3.0, steps=200),
     "yosinski": Recipe("pixel", "zero", "sgd", 0.5, transforms="jitter", priors=dict(decay=0.01, blur_sigma=0.5),
                        steps=200),
@@ -107,6 +112,55 @@ def visualize_channel(model: Model | nn.Module, layer: str, channels: Sequence[i
     result.name = f"{layer} channel{'s' if len(chosen) > 1 else ''} {', '.join(map(str, chosen.tolist()))}" + \
         (f" at {position}" if position is not None else "")
     return result
+
+
+@dataclass
+class ChannelViews:
+    """What channels respond to, from one batched rendering.
+
+    Attributes:
+        layer: the layer; channels: ``(N,)`` its channels.
+        positive: ``(N, 3, H, W)`` the images that excite each channel most.
+        negative: ``(N, 3, H, W)`` the images that drive it lowest.
+        diverse: ``(N, K, 3, H, W)`` K further images exciting it, pushed apart from each other.
+    """
+
+    layer: str
+    channels: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+    diverse: torch.Tensor
+
+    def picture(self, index: int = 0) -> Picture:
+        """Channel ``index``: positive | negative | the diverse set, in one row."""
+        tiles = torch.cat([self.positive[index:index + 1], self.negative[index:index + 1], self.diverse[index]])
+        return picture(grid(tiles, columns=len(tiles), padding=4),
+                       f"{self.layer} channel {int(self.channels[index])}: positive | negative | "
+                       f"{len(self.diverse[index])} diverse")
+
+
+def channel_views(model: Model | nn.Module, layer: str, channels: Sequence[int] | int, *, diverse: int = 4,
+                  diversity_weight: float = 1.0, **options) -> ChannelViews:
+    """Positive, negative and ``diverse`` further visualizations of each channel, all rendered as
+    one batch of ``N * (2 + diverse)`` images (``options`` as in :func:`visualize`; 128 px by default).
+
+    The diverse images maximize the channel plus ``diversity_weight`` times their Gram
+    dissimilarity (minus a cosine similarity, in [-1, 0]) to the other diverse images of the
+    same channel (Olah et al. 2017).
+    """
+    model = as_model(model)
+    resolve(model.net, layer)
+    chosen = torch.tensor([channels] if isinstance(channels, int) else list(channels))
+    per = 2 + diverse
+    index = chosen.repeat_interleave(per)
+    role = torch.arange(per).repeat(len(chosen))                      # 0 positive, 1 negative, 2.. diverse
+    signs = torch.where(role == 1, -1.0, 1.0)
+    groups = torch.where(role >= 2, torch.arange(len(chosen)).repeat_interleave(per), -1)
+    objective = signed(channel(layer, index), signs) + diversity_weight * diversity(layer, groups)
+    options.setdefault("size", 128)
+    images = visualize(model, objective, batch=len(index), **options).images
+    images = images.view(len(chosen), per, *images.shape[1:])
+    return ChannelViews(layer, chosen, images[:, 0], images[:, 1], images[:, 2:])
 
 
 def _size(size: int | tuple[int, int]) -> tuple[int, int]:
