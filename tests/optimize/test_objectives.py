@@ -61,3 +61,41 @@ def test_a_combination_of_per_example_objectives_selects_each_examples_part():
     alone = combined.example(1)({OUTPUT: logits[1:].expand(4, -1)})  # four copies of example 1
     torch.testing.assert_close(alone, (2 * logits[1, 3] - logits[1, 0] + 0.5).expand(4))
     torch.testing.assert_close(combined({OUTPUT: logits}), 2 * logits[[0, 1], [1, 3]] - logits[:, 0] + 0.5)
+
+
+def test_direction_against_loops():
+    from convscope.core.objectives import direction
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 3, 4, 5, generator=generator)
+    vector = torch.tensor([1.0, -2.0, 0.5])
+    expected = torch.zeros(2)
+    cos_expected = torch.zeros(2)
+    for b in range(2):
+        for y in range(4):
+            for x in range(5):
+                dot = float((a[b, :, y, x] * vector).sum())
+                cosine = dot / float(a[b, :, y, x].norm() * vector.norm())
+                expected[b] += dot / 20
+                cos_expected[b] += dot * max(cosine, 0.1) / 20
+    assert torch.allclose(direction("x", vector)({"x": a}), expected, atol=1e-5)
+    assert torch.allclose(direction("x", vector, cossim_power=1)({"x": a}), cos_expected, atol=1e-5)
+    per_example = torch.stack([vector, -vector])
+    assert torch.allclose(direction("x", per_example)({"x": a}), expected * torch.tensor([1.0, -1.0]), atol=1e-5)
+    maps = a[:1]  # a direction per position: the example itself scores its mean squared norm
+    assert direction("x", maps)({"x": a})[0] == pytest.approx(float(a[0].pow(2).sum(0).mean()), rel=1e-5)
+
+
+def test_diversity_compares_only_within_groups():
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randn(5, 3, 4, 4, generator=generator)
+    groups = torch.tensor([-1, 0, 0, 1, 1])
+    scores = diversity("x", groups)({"x": a})
+    flat = torch.nn.functional.normalize(gram(a).flatten(1), dim=1)
+    assert scores[0] == 0
+    assert scores[1] == pytest.approx(-float(flat[1] @ flat[2]), rel=1e-5)
+    assert scores[4] == pytest.approx(-float(flat[3] @ flat[4]), rel=1e-5)
+    changed = a.clone()
+    changed[3:] = torch.randn(2, 3, 4, 4, generator=generator)
+    assert torch.equal(diversity("x", groups)({"x": changed})[:3], scores[:3])
+    assert torch.allclose(diversity("x")({"x": a}), diversity("x", torch.zeros(5))({"x": a}))

@@ -8,6 +8,7 @@ in channel space (unit length) and each column of ``W`` where in the image that 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,7 @@ def neuron_groups(model: Model | nn.Module, x: torch.Tensor, layer: str, *, grou
     """Non-negative matrix factorization of ``layer``'s activations on ``x`` ``(1, 3, H, W)`` into
     ``groups`` groups (scikit-learn's NMF, NNDSVDA start, ``seed`` for its randomness)."""
     from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
 
     model = as_model(model)
     if x.dim() != 4 or len(x) != 1:
@@ -82,7 +84,9 @@ def neuron_groups(model: Model | nn.Module, x: torch.Tensor, layer: str, *, grou
         raise ConvscopeError(f"groups must be 1..{min(channels, height * width)} for layer {layer!r}, not {groups}")
     flat = activations.flatten(1).T.double().numpy()                                   # (h*w, C)
     factorization = NMF(n_components=groups, init="nndsvda", max_iter=iterations, tol=1e-6, random_state=seed)
-    where = factorization.fit_transform(flat)                                         # (h*w, k)
+    with warnings.catch_warnings():  # stopping at ``iterations`` is fine: the error is reported
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        where = factorization.fit_transform(flat)                                     # (h*w, k)
     directions = factorization.components_                                            # (k, C)
     norms = np.linalg.norm(directions, axis=1).clip(1e-12)
     maps = torch.from_numpy(where * norms).float().T.reshape(groups, height, width)
