@@ -16,6 +16,7 @@ from convscope.cli import attribute as _attribute  # noqa: F401
 from convscope.cli import dataset as _dataset  # noqa: F401
 from convscope.cli import evaluate as _evaluate  # noqa: F401
 from convscope.cli import inspect as _inspect  # noqa: F401
+from convscope.cli import microscope as _microscope  # noqa: F401
 from convscope.cli import optimize as _optimize  # noqa: F401
 from convscope.cli import serve as _serve  # noqa: F401
 from convscope.cli import style as _style  # noqa: F401

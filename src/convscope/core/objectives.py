@@ -117,16 +117,20 @@ def neuron(layer: str, index: int | torch.Tensor, y: int | None = None, x: int |
                      _selector(lambda i: neuron(layer, i, y, x), index))
 
 
-def layer_norm(layer: str, index: int | None = None) -> Objective:
-    """Mean squared activation of a layer, or of its channel ``index`` (DeepDream's L2 objective):
-    ``(a ** 2).mean()`` per example."""
+def layer_norm(layer: str, index: int | torch.Tensor | None = None) -> Objective:
+    """Mean squared activation of a layer, or of its channel ``index`` (one, or a ``(B,)`` tensor:
+    one per example), DeepDream's L2 objective: ``(a ** 2).mean()`` per example."""
     def score(acts):
         a = acts[layer]
         if index is not None:
             _check_range(f"{layer} channel", index, a.shape[1])
-            a = a[:, index]
+            if isinstance(index, torch.Tensor):
+                chosen = index.to(a.device).view(-1).repeat_interleave(len(a) // index.numel())
+                a = a[torch.arange(len(a), device=a.device), chosen]
+            else:
+                a = a[:, index]
         return a.pow(2).flatten(1).mean(1)
-    return Objective(score, (layer,), f"|{layer}{'' if index is None else f'[{index}]'}|^2")
+    return Objective(score, (layer,), f"|{layer}{'' if index is None else f'[{_show(index)}]'}|^2")
 
 
 def feature_match(layer: str, target: torch.Tensor) -> Objective:

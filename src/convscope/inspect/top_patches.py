@@ -85,15 +85,17 @@ class _Best:
     """Reducer keeping, for each layer, each channel's top ``k`` (image, strongest unit) of a chunk."""
 
     def __init__(self, layers: list[str], readings: list[MapReading | None], channels: torch.Tensor | None, k: int,
-                 counts: list[int]) -> None:
+                 counts: list[int], sign: float = 1.0) -> None:
         self.layers, self.readings, self.channels, self.k, self.counts = layers, readings, channels, k, counts
+        self.sign = sign  # -1 keeps the lowest activations (the strongest of the negated ones)
         self.tops: list[dict[str, np.ndarray]] = self._empty()
 
     def _empty(self) -> list[dict[str, np.ndarray]]:
         return [empty_top(count, self.k) for count in self.counts]
 
     def add(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> None:
-        self.tops = [merge_top(top, _candidates(outputs[layer], reading, self.channels, batch.indices), self.k)
+        self.tops = [merge_top(top, _candidates(self.sign * outputs[layer], reading, self.channels, batch.indices),
+                               self.k)
                      for layer, reading, top in zip(self.layers, self.readings, self.tops)]
 
     def finish(self) -> dict[str, np.ndarray]:
@@ -114,6 +116,8 @@ class TopActivations:
         field: the layer's receptive field (``whole`` for non-spatial layers).
         input_size: ``(height, width)`` the images were fitted to.
         failures: unreadable images (skipped).
+        lowest: the images are the *bottom* k: the lowest activations, ``values`` the weakest
+            unit's (lowest first).
     """
 
     layer: str
@@ -124,6 +128,7 @@ class TopActivations:
     field: ReceptiveField
     input_size: tuple[int, int]
     failures: list[Failure]
+    lowest: bool = False
 
     def row(self, channel: int) -> int:
         where = np.flatnonzero(self.channels == channel)
@@ -152,7 +157,7 @@ class TopActivations:
         tiles = torch.stack([self._tile(dataset, channel, r, tile) for r in ranks]) if ranks else \
             torch.full((1, 3, tile, tile), 0.5)
         values = [float(self.values[row, r]) for r in ranks]
-        caption = (f"{self.layer} channel {channel}: top {len(ranks)} patches"
+        caption = (f"{self.layer} channel {channel}: {'bottom' if self.lowest else 'top'} {len(ranks)} patches"
                    + (f", activations {values[0]:.3g} to {values[-1]:.3g}" if values else ""))
         return picture(grid(tiles, columns=int(np.ceil(np.sqrt(len(tiles)))), background=0.5), caption,
                        layer=self.layer, channel=channel, values=values,
@@ -230,7 +235,7 @@ def top_activations(model: Model | nn.Module, dataset: str | Path | ImageDataset
 def top_activations_of(model: Model | nn.Module, dataset: str | Path | ImageDataset, folder: str | Path, *,
                        layers: Sequence[str], channels: list[int] | None = None, k: int = 9, chunk_size: int = 256,
                        batch_size: int | None = None, workers: int | None = None, ranks: Ranks | None = None,
-                       progress: bool = True) -> dict[str, TopActivations]:
+                       progress: bool = True, lowest: bool = False) -> dict[str, TopActivations]:
     """The top-``k`` images of each channel of several layers, in one pass over ``dataset``,
     resuming a run in ``folder``.
 
@@ -242,6 +247,7 @@ def top_activations_of(model: Model | nn.Module, dataset: str | Path | ImageData
         channels: channel numbers (valid in every layer); all by default.
         k: images per channel.
         chunk_size, batch_size, workers, ranks, progress: as for :func:`extract_codes`.
+        lowest: rank by the weakest unit instead, lowest first (the bottom k).
 
     Returns:
         ``{layer: TopActivations}`` on every rank (pictures are not drawn here: see ``save``).
@@ -253,29 +259,32 @@ def top_activations_of(model: Model | nn.Module, dataset: str | Path | ImageData
         channels = _check_channels(channels, info.map_shape[0], layer)
     if k < 1:
         raise ConvscopeError(f"k = {k}; the number of images per channel must be at least 1")
-    manifest = {"task": "top-activations", "model": model.name, "layers": layers, "dataset": dataset.spec,
-                "channels": channels, "k": k}
+    manifest = {"task": "bottom-activations" if lowest else "top-activations", "model": model.name,
+                "layers": layers, "dataset": dataset.spec, "channels": channels, "k": k}
     store = ChunkStore(folder, manifest, count=len(dataset), chunk_size=chunk_size, ranks=ranks)
     kept = torch.tensor(channels) if channels is not None else None
     counts = [len(channels) if channels is not None else info.map_shape[0] for info in infos]
     readings = [info.reading for info in infos]
-    run_pass(model, dataset, layers, store, _Best(layers, readings, kept, k, counts), ranks=ranks, batch_size=batch_size,
-             workers=workers, progress=progress, label=f"top {', '.join(layers)}")
+    run_pass(model, dataset, layers, store, _Best(layers, readings, kept, k, counts, -1.0 if lowest else 1.0),
+             ranks=ranks, batch_size=batch_size, workers=workers, progress=progress,
+             label=f"{'bottom' if lowest else 'top'} {', '.join(layers)}")
     merged = merge_chunks(store, lambda a, b: _joined([merge_top(_part(a, n), _part(b, n), k)
                                                        for n in range(len(layers))]))
     failures = store.failures()
-    return {layer: _result(model, layer, info, channels, _part(merged, number), failures)
+    return {layer: _result(model, layer, info, channels, _part(merged, number), failures, lowest)
             for number, (layer, info) in enumerate(zip(layers, infos))}
 
 
 def _result(model: Model, layer: str, info, channels: list[int] | None, top: dict[str, np.ndarray],
-            failures: list[Failure]) -> TopActivations:
+            failures: list[Failure], lowest: bool) -> TopActivations:
     width = info.reading.grid[1] if info.reading is not None else 1
     units = np.stack([top["units"] // width, top["units"] % width], -1)
     field = info.receptive_field if info.reading is not None and info.receptive_field is not None else \
         ReceptiveField.of_whole_image(model.input_size)
     numbers = np.asarray(channels if channels is not None else range(info.map_shape[0]))
-    return TopActivations(layer, numbers, top["values"], top["images"], units, field, tuple(model.input_size), failures)
+    values = -top["values"] if lowest else top["values"]
+    return TopActivations(layer, numbers, values, top["images"], units, field, tuple(model.input_size), failures,
+                          lowest)
 
 
 def _layer_info(model: Model, layer: str):

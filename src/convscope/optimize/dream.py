@@ -30,11 +30,12 @@ from convscope.optimize.octaves import octave_sizes
 from convscope.optimize.render import FrameCallback, Rendering
 
 
-def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel: int | None = None,
+def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel: int | torch.Tensor | None = None,
           octaves: int = 4, octave_scale: float = 1.4, steps: int = 20, step_size: float = 0.015,
           jitter: int = 32, tile: int = 512, seed: int = 0, progress: bool = False,
           callback: FrameCallback | None = None, every: int | None = None) -> Rendering:
-    """Dreams ``image`` ``(B, 3, H, W)`` in [0, 1] at ``layer`` (or its ``channel``).
+    """Dreams ``image`` ``(B, 3, H, W)`` in [0, 1] at ``layer`` (or its ``channel``: one, or a
+    ``(B,)`` tensor, one per image).
 
     Args:
         octaves: sizes processed, smallest first, each ``octave_scale`` times the previous; the

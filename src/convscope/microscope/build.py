@@ -1,0 +1,76 @@
+"""Building a microscope site: units rendered, dataset patches found, pages written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+from tqdm import tqdm
+
+from convscope.core.summary import list_layers
+from convscope.data.datasets import ImageDataset, open_dataset
+from convscope.data.distributed import Ranks
+from convscope.errors import ConvscopeError, unknown_choice
+from convscope.inspect.top_patches import top_activations_of
+from convscope.microscope.site import LayerPages, write_site
+from convscope.microscope.units import UnitSettings, render_units, unit_folder
+from convscope.models.model import Model, as_model
+
+
+def build_microscope(model: Model | nn.Module, layers: list[str], folder: str | Path, *,
+                     dataset: str | ImageDataset | None = None, k: int = 9, settings: UnitSettings = UnitSettings(),
+                     ranks: Ranks | None = None, progress: bool = True) -> Path:
+    """Writes a static site into ``folder`` with a page per unit of ``layers`` (``(C, h, w)`` maps):
+    its positive, negative and ``settings.diverse`` diverse visualizations, its DeepDream of the
+    sample photo and, given a ``dataset``, its top and bottom ``k`` images (receptive-field patches).
+
+    Runs again over the same folder resume it (settings that differ are refused); under torchrun
+    the ranks share the work and rank 0 writes the pages. Returns ``folder / "index.html"``.
+    """
+    model, ranks, folder = as_model(model), ranks or Ranks(), Path(folder)
+    counts = _channel_counts(model, layers)
+    images = open_dataset(dataset) if dataset is not None else None
+    for layer, count in counts.items():
+        render_units(model, layer, count, folder, settings, ranks=ranks, progress=progress)
+    if images is not None:
+        _dataset_patches(model, list(counts), images, folder, k, ranks, progress)
+    if ranks.main:
+        infos = {info.name: info for info in list_layers(model)}
+        pages = [LayerPages(layer, count, _field(infos[layer]), images is not None, images is not None)
+                 for layer, count in counts.items()]
+        write_site(folder, model.name, pages, diverse=settings.diverse, dataset=images.spec if images else None,
+                   photo=settings.photo)
+    ranks.barrier()
+    return folder / "index.html"
+
+
+def _channel_counts(model: Model, layers: list[str]) -> dict[str, int]:
+    infos = {info.name: info for info in list_layers(model)}
+    counts = {}
+    for layer in dict.fromkeys(layers):
+        if layer not in infos:
+            raise unknown_choice("layer", layer, infos)
+        if len(infos[layer].shape) != 3:
+            raise ConvscopeError(f"layer {layer!r} outputs {infos[layer].shape}; the microscope needs (C, h, w) maps: "
+                                 f"choose a convolutional layer")
+        counts[layer] = infos[layer].shape[0]
+    return counts
+
+
+def _field(info) -> int | None:
+    field = info.receptive_field
+    return None if field is None or field.whole else int(field.size[0])
+
+
+def _dataset_patches(model: Model, layers: list[str], images: ImageDataset, folder: Path, k: int, ranks: Ranks,
+                     progress: bool) -> None:
+    """Each unit's top and bottom patches, from two resumable passes over ``images``."""
+    for name, lowest in (("top", False), ("bottom", True)):
+        found = top_activations_of(model, images, folder / ".work" / name, layers=layers, k=k, ranks=ranks,
+                                   progress=progress, lowest=lowest)
+        if not ranks.main:
+            continue
+        for layer, top in found.items():
+            for channel in tqdm(top.channels.tolist(), desc=f"{name} patches of {layer}", unit="unit",
+                                disable=not progress):
+                top.picture(images, channel).save(unit_folder(folder, layer, channel) / f"{name}.png")

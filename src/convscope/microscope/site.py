@@ -1,0 +1,119 @@
+"""The microscope's pages: static HTML over pictures already on disk (nothing is computed here).
+
+``index.html`` lists the layers; ``layers/LAYER/index.html`` shows every unit of a layer as a
+thumbnail; ``layers/LAYER/NNNN.html`` is one unit's page. Every link is relative, so the site
+opens from the file system and from any server path (``convscope serve --microscope``).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+STYLE = """body { font-family: system-ui, sans-serif; margin: 0; background: #f4f4f2; color: #1f2933; }
+header { background: #1f2933; color: #fff; padding: 0.6rem 1rem; }
+header a { color: #fff; } main { padding: 1rem; max-width: 1200px; }
+h1 { font-size: 1.2rem; margin: 0; } h2 { font-size: 1rem; margin: 1.2rem 0 0.4rem; }
+.units { display: flex; flex-wrap: wrap; gap: 6px; } .units a { text-decoration: none; color: #1f2933; font-size: 0.75rem; }
+.units img { width: 72px; height: 72px; display: block; image-rendering: auto; }
+.row { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; } figure img { width: 192px; display: block; }
+figcaption { font-size: 0.8rem; color: #3e4c59; max-width: 192px; } .wide img { width: 288px; } .wide figcaption { max-width: 288px; }
+.layer { background: #fff; border-radius: 6px; padding: 0.6rem 0.8rem; margin-bottom: 1rem; }
+nav.pager { display: flex; gap: 1rem; margin: 0.6rem 0; } p.hint { font-size: 0.85rem; color: #52606d; }
+"""
+
+
+@dataclass(frozen=True)
+class LayerPages:
+    """What the pages of one layer show: its ``channels`` units, the receptive field's size in
+    pixels (None for whole-image units) and whether top / bottom dataset patches exist."""
+
+    name: str
+    channels: int
+    field: int | None
+    top: bool
+    bottom: bool
+
+
+def write_site(site: Path, model: str, layers: list[LayerPages], *, diverse: int, dataset: str | None,
+               photo: str) -> None:
+    """Writes every page and ``style.css`` into ``site``."""
+    (site / "style.css").write_text(STYLE)
+    _write(site / "index.html", _root_page(model, layers, dataset))
+    for layer in layers:
+        folder = site / "layers" / layer.name
+        _write(folder / "index.html", _layer_page(model, layer))
+        for channel in range(layer.channels):
+            _write(folder / f"{channel:04d}.html", _unit_page(model, layer, channel, diverse, dataset, photo))
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.part")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def _page(title: str, crumbs: list[tuple[str, str]], body: str, style: str) -> str:
+    trail = " › ".join(f'<a href="{href}">{html.escape(text)}</a>' if href else html.escape(text)
+                       for text, href in crumbs)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<link rel="stylesheet" href="{style}"></head>\n<body><header><h1>{trail}</h1></header>\n'
+            f"<main>\n{body}\n</main></body></html>\n")
+
+
+def _root_page(model: str, layers: list[LayerPages], dataset: str | None) -> str:
+    parts = [f'<p class="hint">Every unit of {len(layers)} layer(s) of {html.escape(model)}: what each responds to '
+             f"(feature visualization){', its top and bottom images of ' + html.escape(dataset) if dataset else ''} "
+             f"and a DeepDream. Click a layer, then a unit.</p>"]
+    for layer in layers:
+        href = f"layers/{quote(layer.name)}/"
+        thumbs = "".join(f'<a href="{href}{c:04d}.html"><img src="{href}{c:04d}/positive.png" alt="unit {c}">{c}</a>'
+                         for c in range(min(12, layer.channels)))
+        parts.append(f'<section class="layer"><h2><a href="{href}index.html">{html.escape(layer.name)}</a> '
+                     f"· {layer.channels} units{_field(layer)}</h2><div class=\"units\">{thumbs}</div></section>")
+    return _page(f"microscope: {model}", [(f"microscope: {model}", "")], "\n".join(parts), "style.css")
+
+
+def _layer_page(model: str, layer: LayerPages) -> str:
+    thumbs = "".join(f'<a href="{c:04d}.html"><img src="{c:04d}/positive.png" alt="unit {c}">{c}</a>'
+                     for c in range(layer.channels))
+    body = (f'<p class="hint">{layer.channels} units{_field(layer)}; each thumbnail is the image that excites '
+            f'the unit most. Click one for its page.</p><div class="units">{thumbs}</div>')
+    return _page(f"{layer.name}: {model}", [(f"microscope: {model}", "../../index.html"), (layer.name, "")], body,
+                 "../../style.css")
+
+
+def _unit_page(model: str, layer: LayerPages, channel: int, diverse: int, dataset: str | None, photo: str) -> str:
+    unit = f"{channel:04d}"
+    figures = [("positive", "what excites it most"), ("negative", "what drives it lowest")]
+    parts = [_figures("Feature visualization", unit, figures)]
+    if diverse:
+        parts.append(_figures("Diverse", unit, [(f"diverse-{k}", f"another image exciting it ({k})")
+                                                for k in range(1, diverse + 1)]))
+    patches = [(name, f"{name} {'patches' if layer.field else 'images'} of {dataset}")
+               for name, shown in (("top", layer.top), ("bottom", layer.bottom)) if shown]
+    if patches:
+        parts.append(_figures("Dataset examples", unit, patches, wide=True,
+                              note="each patch is the receptive field of the unit's strongest position"
+                              if layer.field else ""))
+    parts.append(_figures("DeepDream", unit, [("dream", f"the {photo} photo, changed to excite it more")]))
+    links = [f'<a href="{c:04d}.html">{label}</a>' for c, label in
+             ((channel - 1, "‹ previous unit"), (channel + 1, "next unit ›")) if 0 <= c < layer.channels]
+    body = f'<nav class="pager">{" ".join(links)}</nav>' + "\n".join(parts)
+    return _page(f"{layer.name} unit {channel}: {model}",
+                 [(f"microscope: {model}", "../../index.html"), (layer.name, "index.html"), (f"unit {channel}", "")],
+                 body, "../../style.css")
+
+
+def _figures(title: str, unit: str, figures: list[tuple[str, str]], *, wide: bool = False, note: str = "") -> str:
+    shown = "".join(f'<figure class="{"wide" if wide else ""}"><img src="{unit}/{name}.png" alt="{html.escape(text)}">'
+                    f"<figcaption>{html.escape(text)}</figcaption></figure>" for name, text in figures)
+    hint = f'<p class="hint">{html.escape(note)}</p>' if note else ""
+    return f'<h2>{html.escape(title)}</h2>{hint}<div class="row">{shown}</div>'
+
+
+def _field(layer: LayerPages) -> str:
+    return f"; each sees {layer.field}x{layer.field} input pixels" if layer.field else ""
