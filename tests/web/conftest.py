@@ -81,11 +81,13 @@ def serve():
 
 
 class Server:
-    """uvicorn serving an explorer on a free port of 127.0.0.1, in a thread (``options``: Settings fields)."""
+    """uvicorn serving an explorer on a free port of 127.0.0.1, in a thread (``options``: Settings fields,
+    or ``microscope``: a site folder)."""
 
     def __init__(self, model, **options) -> None:
         self.port = free_port()
-        app = create_app(Explorer(model, settings=Settings(**options)))
+        microscope = options.pop("microscope", None)
+        app = create_app(Explorer(model, microscope=microscope, settings=Settings(**options)))
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

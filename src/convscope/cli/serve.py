@@ -27,6 +27,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on; another 
           allow_host: Annotated[list[str] | None, typer.Option(help="Another host name the page may be opened "
                                                                     "under (repeatable).")] = None,
           workers: Annotated[int, typer.Option(min=1, max=16, help="Heavy jobs running at once.")] = 2,
+          microscope: Annotated[Path | None, typer.Option(help="Folder written by `convscope microscope` (for the "
+                                                               "first model): its pages, linked from each channel.")]
+          = None,
           model: ModelsOption = None, device: DeviceOption = "auto") -> None:
     """Explore the model in the browser: predictions, layers, activations, attribution, DeepDream,
     style, inversion and adversarial examples."""
@@ -37,10 +40,12 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on; another 
 
     if index is not None and not (index / "index.json").is_file():
         raise ConvscopeError(f"--index {index}: no index.json there; make one with `convscope top-activations`")
+    if microscope is not None and not (microscope / "index.html").is_file():
+        raise ConvscopeError(f"--microscope {microscope}: no index.html there; make one with `convscope microscope`")
     names = list(dict.fromkeys(model or [DEFAULT_MODEL]))
     settings = Settings(workers=workers)
-    explorers = [Explorer(open_model(name, device), index=index if k == 0 else None, settings=settings)
-                 for k, name in enumerate(names)]
+    explorers = [Explorer(open_model(name, device), index=index if k == 0 else None,
+                          microscope=microscope if k == 0 else None, settings=settings) for k, name in enumerate(names)]
     hosts = (*LOCAL_NAMES, *(allow_host or ()), *(() if host in ("0.0.0.0", "::") else (host,)))
     if host not in LOCAL_NAMES:
         typer.echo(f"warning: listening on {host}: anyone who can reach this address can use the explorer", err=True)

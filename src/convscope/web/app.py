@@ -68,6 +68,8 @@ def _model_app(explorer: Explorer, models: list[dict], lifespan=None) -> FastAPI
     _light_routes(app, explorer)
     _job_routes(app, explorer)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    if explorer.microscope is not None:
+        app.mount("/microscope", StaticFiles(directory=str(explorer.microscope), html=True), name="microscope")
 
     @app.get("/api/models", tags=["model"])
     def model_list() -> list[dict]:
@@ -121,6 +123,7 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
         return {"name": model.name, "input_size": list(model.input_size), "device": str(model.device),
                 "classes": len(model.labels) if model.labels else None, "samples": list(SAMPLES),
                 "styles": list(STYLES), "attributions": explorer.attributions,
+                "microscope": explorer.microscope_layers(),
                 "top_activations": None if explorer.top is None else
                 {"layer": explorer.top.layer, "channels": explorer.top.channels.tolist(),
                  "k": int(explorer.top.images.shape[1])}}

@@ -65,7 +65,8 @@ class Settings:
 class Explorer:
     """The model and everything the page asks about it; light views run one at a time on it."""
 
-    def __init__(self, model: Model, *, index: str | Path | None = None, settings: Settings = Settings()) -> None:
+    def __init__(self, model: Model, *, index: str | Path | None = None, microscope: str | Path | None = None,
+                 settings: Settings = Settings()) -> None:
         self.model, self.settings = model, settings
         self.layers: list[LayerInfo] = list_layers(model)
         blank = torch.zeros(1, model.channels, *model.input_size, device=model.device)
@@ -76,6 +77,8 @@ class Explorer:
         self.index_folder = Path(index) if index else None
         self.top: TopActivations | None = load_top_activations(index) if index else None
         self.visualizations: dict[tuple, str] = {}
+        #: A site written by ``convscope microscope`` for this model, served under /microscope/.
+        self.microscope = Path(microscope) if microscope else None
         self._lock = threading.Lock()
         self._maps: OrderedDict[tuple[str, str], Activations] = OrderedDict()
         self._classifier = Batcher(self._probabilities)
@@ -173,6 +176,12 @@ class Explorer:
         if channel not in set(self.top.channels.tolist()):
             raise ConvscopeError(f"channel {channel} is not in the index of {self.top.layer}")
         return self.index_folder / "channels" / f"{int(channel):04d}.png"
+
+    def microscope_layers(self) -> list[str]:
+        """The layers that have pages in the microscope site."""
+        if self.microscope is None:
+            return []
+        return sorted(folder.name for folder in (self.microscope / "layers").glob("*") if (folder / "index.html").is_file())
 
     def close(self) -> None:
         self.jobs.close()

@@ -248,6 +248,11 @@ async function selectChannel(channel, fresh = true) {
   const shown = top && top.layer === state.layer && top.channels.includes(channel);
   $("top-figure").hidden = !shown;
   if (shown) $("channel-top").src = `api/top/${channel}.png`;
+  const inMicroscope = state.info.microscope.includes(state.layer);
+  $("unit-page").hidden = !inMicroscope;
+  if (inMicroscope) {
+    $("unit-page").href = `microscope/layers/${encodeURIComponent(state.layer)}/${String(channel).padStart(4, "0")}.html`;
+  }
   const dreamChannel = document.querySelector("form[data-tab='dream'] input[name='channel']");
   dreamChannel.placeholder = `all (selected: ${channel})`;
 }
