@@ -8,6 +8,7 @@ import torch
 from convscope.core.images import fit, load_image
 from convscope.core.objectives import channel, class_logit
 from convscope.core.render import Picture, grid, picture
+from convscope.core.summary import list_layers
 from convscope.inspect.blocks import building_blocks
 from convscope.microscope import build_microscope
 from convscope.microscope.units import UnitSettings, unit_folder
@@ -29,12 +30,15 @@ def microscope_shots(context: TourContext) -> list[Shot]:
     steps = 256 if full else 96
     deep, shallow, middle = _layers(model, (DEEP_LAYER, UNIT_LAYER, CARICATURE_LAYER))
     size = min(128, *model.input_size)
+    count = {info.name: info.shape for info in list_layers(model)}[deep][0]
+    first, second = min(7, count // 2), min(20, count - 1)  # channels 7 and 20, or a small layer's own
     return [
         Shot(SECTION, "MACO: phases only, a photo's spectrum (goldfish)",
              lambda: _maco(model, _classes(model)[0], steps)),
-        Shot(SECTION, f"Positive, negative and diverse ({deep} channel 7)", lambda: channel_views(
-            model, deep, [7], diverse=3, size=size, steps=steps, diversity_weight=3.0).picture()),
-        Shot(SECTION, f"Neuron interaction ({deep} channels 7 to 20)", lambda: _interaction(model, deep, size, steps)),
+        Shot(SECTION, f"Positive, negative and diverse ({deep} channel {first})", lambda: channel_views(
+            model, deep, [first], diverse=3, size=size, steps=steps, diversity_weight=3.0).picture()),
+        Shot(SECTION, f"Neuron interaction ({deep} channels {first} to {second})",
+             lambda: _interaction(model, deep, (first, second), size, steps)),
         Shot(SECTION, f"Caricature of the coffee photo ({middle})", lambda: _caricature(model, middle, steps)),
         Shot(SECTION, f"Building blocks (cat, {deep})", lambda: building_blocks(
             model, sample_image("cat", size=model.input_size), deep, groups=5, render_steps=steps,
@@ -52,10 +56,10 @@ def _maco(model, name, steps: int) -> Picture:
                                                    f"(its importance map)")
 
 
-def _interaction(model, layer: str, size: int, steps: int) -> Picture:
-    result = interpolate(model, channel(layer, 7), channel(layer, 20), count=5, size=size, steps=steps)
-    return picture(grid(result.images, columns=5, padding=4), f"{layer}: channel 7, three mixes, channel 20 "
-                                                              f"(one shared parametrization)")
+def _interaction(model, layer: str, pair: tuple[int, int], size: int, steps: int) -> Picture:
+    result = interpolate(model, channel(layer, pair[0]), channel(layer, pair[1]), count=5, size=size, steps=steps)
+    return picture(grid(result.images, columns=5, padding=4), f"{layer}: channel {pair[0]}, three mixes, channel "
+                                                              f"{pair[1]} (one shared parametrization)")
 
 
 def _caricature(model, layer: str, steps: int) -> Picture:
