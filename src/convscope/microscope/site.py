@@ -16,10 +16,12 @@ STYLE = """body { font-family: system-ui, sans-serif; margin: 0; background: #f4
 header { background: #1f2933; color: #fff; padding: 0.6rem 1rem; }
 header a { color: #fff; } main { padding: 1rem; max-width: 1200px; }
 h1 { font-size: 1.2rem; margin: 0; } h2 { font-size: 1rem; margin: 1.2rem 0 0.4rem; }
-.units { display: flex; flex-wrap: wrap; gap: 6px; } .units a { text-decoration: none; color: #1f2933; font-size: 0.75rem; }
+.units { display: flex; flex-wrap: wrap; gap: 6px; }
+.units a { text-decoration: none; color: #1f2933; font-size: 0.75rem; }
 .units img { width: 72px; height: 72px; display: block; image-rendering: auto; }
 .row { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; } figure img { width: 192px; display: block; }
-figcaption { font-size: 0.8rem; color: #3e4c59; max-width: 192px; } .wide img { width: 288px; } .wide figcaption { max-width: 288px; }
+figcaption { font-size: 0.8rem; color: #3e4c59; max-width: 192px; }
+.wide img { width: 288px; } .wide figcaption { max-width: 288px; }
 .layer { background: #fff; border-radius: 6px; padding: 0.6rem 0.8rem; margin-bottom: 1rem; }
 nav.pager { display: flex; gap: 1rem; margin: 0.6rem 0; } p.hint { font-size: 0.85rem; color: #52606d; }
 """

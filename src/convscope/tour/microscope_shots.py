@@ -78,4 +78,4 @@ def _site(model, layer: str, context: TourContext, steps: int) -> Picture:
     names = ("positive", "negative", "diverse-1", "diverse-2", "dream", "top", "bottom")
     tiles = [fit(load_image(folder / f"{name}.png"), 128)[0] for name in names]
     return picture(grid(torch.stack(tiles), columns=len(tiles), padding=4),
-                   f"{layer} unit {SITE_UNIT}: " + " | ".join(names) + f" (every unit: microscope/index.html)")
+                   f"{layer} unit {SITE_UNIT}: " + " | ".join(names) + " (every unit: microscope/index.html)")

@@ -181,7 +181,8 @@ class Explorer:
         """The layers that have pages in the microscope site."""
         if self.microscope is None:
             return []
-        return sorted(folder.name for folder in (self.microscope / "layers").glob("*") if (folder / "index.html").is_file())
+        layers = (self.microscope / "layers").glob("*")
+        return sorted(folder.name for folder in layers if (folder / "index.html").is_file())
 
     def close(self) -> None:
         self.jobs.close()
