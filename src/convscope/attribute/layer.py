@@ -5,6 +5,10 @@ al. 2018's building blocks): the layer's activations ``A`` are scaled from 0 to 
 of the network, from the layer on, is differentiated at each point. ``A`` times the average
 gradient splits ``f(A) - f(0)`` exactly (completeness) over every unit; summed over channels it
 says where, summed over positions it says which channels.
+
+Zero activations are the baseline. Where a normalization follows the layer (a LayerNorm that
+makes the score the same for every positive scale of it), the score jumps at zero and the
+attributions miss that jump: ``completeness`` then reads far from 1, which says so.
 """
 
 from __future__ import annotations
@@ -87,7 +91,8 @@ def _one(model: Model, x: torch.Tensor, layer: str, objective: Objective, steps:
         for alphas in ((torch.arange(steps) + 0.5) / steps).split(size):
             points = (alphas.to(acts).view(-1, 1, 1, 1) * acts).requires_grad_(True)
             copies = x.expand(len(alphas), *x.shape[1:])  # one row per point throughout: some networks fix B
-            with replaced(model.net, layer, lambda output, points=points: points), torch.enable_grad():
+            # a copy, not the leaf itself: networks may add to the layer's output in place (ConvNeXt)
+            with replaced(model.net, layer, lambda output, points=points: points.clone()), torch.enable_grad():
                 (grad,) = torch.autograd.grad(score(model, copies, objective).sum(), points)
             total += grad.sum(0, keepdim=True)
     gradients = total / steps

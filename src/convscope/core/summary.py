@@ -91,3 +91,19 @@ def feature_maps(model: Model | torch.nn.Module) -> list[LayerInfo]:
 _PASSING = frozenset({"Identity", "Dropout", "Dropout2d", "DropPath", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
                       "AvgPool2d", "MaxPool2d", "Flatten", "Upsample"})
 _ATTENTION = re.compile(r"attn|attention", re.IGNORECASE)
+
+
+def map_layer(model: Model | torch.nn.Module, layer: str, purpose: str) -> LayerInfo:
+    """The row of ``layer``, which must output channels-first ``(C, h, w)`` maps (what channel and
+    direction objectives read); otherwise a one-line error saying why ``purpose`` cannot use it."""
+    from convscope.errors import ConvscopeError, unknown_choice
+
+    infos = {info.name: info for info in list_layers(model)}
+    if layer not in infos:
+        raise unknown_choice("layer", layer, infos)
+    info = infos[layer]
+    if info.reading is None or info.reading.kind != "channels-first":
+        kind = "no maps" if info.reading is None else f"{info.reading.kind} maps"
+        raise ConvscopeError(f"layer {layer!r} outputs {info.shape} ({kind}); {purpose} needs (C, h, w) maps: "
+                             f"choose a convolutional layer of this network")
+    return info

@@ -19,13 +19,13 @@ from torch import nn
 
 from convscope.core.objectives import direction
 from convscope.core.render import Picture, grid, picture
-from convscope.core.summary import list_layers
+from convscope.core.summary import list_layers, map_layer
 from convscope.data.datasets import ImageDataset, open_dataset
 from convscope.data.distributed import Ranks
 from convscope.data.loader import Batch
 from convscope.data.passes import merge_chunks, run_pass
 from convscope.data.results import ChunkStore
-from convscope.errors import ConvscopeError, unknown_choice
+from convscope.errors import ConvscopeError
 from convscope.inspect.embedding import embed_2d
 from convscope.models.model import Model, as_model
 from convscope.optimize.visualize import visualize
@@ -106,13 +106,8 @@ def activation_samples(model: Model | nn.Module, dataset: str | Path | ImageData
     """``per_image`` activation vectors of ``layer`` per image of ``dataset`` (a resumable,
     chunked pass under ``folder``; torchrun ranks share it)."""
     model, dataset, ranks = as_model(model), open_dataset(dataset), ranks or Ranks()
-    infos = list_layers(model)
-    found = {info.name: info for info in infos}
-    if layer not in found:
-        raise unknown_choice("layer", layer, found)
-    if len(found[layer].shape) != 3:
-        raise ConvscopeError(f"layer {layer!r} outputs {found[layer].shape}; an atlas needs (C, h, w) maps")
-    head = infos[-1].name
+    map_layer(model, layer, "an atlas")
+    head = list_layers(model)[-1].name
     manifest = {"task": "atlas-samples", "model": model.name, "layer": layer, "dataset": dataset.spec,
                 "per_image": per_image, "seed": seed}
     store = ChunkStore(folder, manifest, count=len(dataset), chunk_size=chunk_size, ranks=ranks)
@@ -146,6 +141,9 @@ def activation_atlas(model: Model | nn.Module, samples: ActivationSamples, *, si
     flat = (side - 1 - places[:, 1]) * side + places[:, 0]         # rows go down, y goes up
     counts = np.bincount(flat, minlength=side * side)
     drawn = np.flatnonzero(counts >= min_count)
+    if not len(drawn):
+        raise ConvscopeError(f"no cell of the {side}x{side} grid holds {min_count} vectors; lower min_count or side, "
+                             f"or use more images")
     directions = torch.from_numpy(np.stack([vectors[flat == cell].mean(0) for cell in drawn]))
     images = torch.cat([visualize(model, direction(samples.layer, part, cossim_power=1.0), batch=len(part),
                                   size=size, steps=steps, seed=seed).images for part in directions.split(chunk)])

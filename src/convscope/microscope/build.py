@@ -7,10 +7,10 @@ from pathlib import Path
 from torch import nn
 from tqdm import tqdm
 
-from convscope.core.summary import list_layers
+from convscope.core.summary import list_layers, map_layer
 from convscope.data.datasets import ImageDataset, open_dataset
 from convscope.data.distributed import Ranks
-from convscope.errors import ConvscopeError, unknown_choice
+from convscope.errors import ConvscopeError
 from convscope.inspect.top_patches import top_activations_of
 from convscope.microscope.site import LayerPages, write_site
 from convscope.microscope.units import UnitSettings, render_units, unit_folder
@@ -45,16 +45,9 @@ def build_microscope(model: Model | nn.Module, layers: list[str], folder: str | 
 
 
 def _channel_counts(model: Model, layers: list[str]) -> dict[str, int]:
-    infos = {info.name: info for info in list_layers(model)}
-    counts = {}
-    for layer in dict.fromkeys(layers):
-        if layer not in infos:
-            raise unknown_choice("layer", layer, infos)
-        if len(infos[layer].shape) != 3:
-            raise ConvscopeError(f"layer {layer!r} outputs {infos[layer].shape}; the microscope needs (C, h, w) maps: "
-                                 f"choose a convolutional layer")
-        counts[layer] = infos[layer].shape[0]
-    return counts
+    if not layers:
+        raise ConvscopeError("no layers given; name one or more, e.g. --layers _blocks.6,_blocks.10")
+    return {layer: map_layer(model, layer, "the microscope").shape[0] for layer in dict.fromkeys(layers)}
 
 
 def _field(info) -> int | None:
