@@ -1,6 +1,7 @@
 """End to end in real headless Chromium (Debian's package), driven by Playwright."""
 
 import os
+import time
 import shutil
 
 import numpy as np
@@ -9,6 +10,7 @@ from PIL import Image
 
 from convscope.inspect.predictions import classify
 from convscope.samples import sample_image
+from tests.conftest import hooks_left
 from tests.web.conftest import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -175,3 +177,11 @@ def test_live_mode_follows_the_fake_camera(page):
     assert rate > 0 and page.locator("#predictions li").count() == 5
     page.click("#live")
     assert page.get_attribute("#live", "aria-pressed") == "false"
+    wait_until_answered()
+
+
+def wait_until_answered(seconds: float = 30.0) -> None:
+    """Wait for the frame still in flight after Stop: its request holds probe hooks until answered."""
+    deadline = time.monotonic() + seconds
+    while hooks_left() and time.monotonic() < deadline:
+        time.sleep(0.05)
