@@ -9,7 +9,8 @@ color, the standard transforms, Adam lr 0.05, ``--steps`` steps. Rows:
 * convscope one channel at a time with the same settings;
 * convscope ``--chunk`` channels per batch with the same settings;
 * the microscope's way: chunks, the image at its own 128 px (no upsampling; the forward stops at
-  the layer either way).
+  the layer either way), and the same transform ranges in one resampling at a fixed size
+  (:func:`~convscope.optimize.transforms.affine_transforms`).
 Channels per minute are measured on the first few channels of each row and extrapolated to the
 layer; ratios are against lucent.
 """
@@ -26,7 +27,7 @@ from benchmarks.optimize import LAYER, SIZE, Pixels, shim_lucent_imports
 from convscope.core.objectives import channel
 from convscope.optimize.params import make_param
 from convscope.optimize.render import render
-from convscope.optimize.transforms import standard_transforms
+from convscope.optimize.transforms import affine_transforms, standard_transforms
 
 
 def lucent_seconds(model: cs.Model, channels: list[int], steps: int) -> float:
@@ -42,13 +43,14 @@ def lucent_seconds(model: cs.Model, channels: list[int], steps: int) -> float:
     return time.perf_counter() - started
 
 
-def convscope_seconds(model: cs.Model, channels: list[int], steps: int, chunk: int, input_size) -> float:
+def convscope_seconds(model: cs.Model, channels: list[int], steps: int, chunk: int, input_size,
+                      transforms=None) -> float:
     started = time.perf_counter()
     for start in range(0, len(channels), chunk):
         chosen = torch.tensor(channels[start:start + chunk])
         param = make_param("fourier", len(chosen), (SIZE, SIZE), generator=torch.Generator().manual_seed(0),
                            device=model.device)
-        render(model, channel(LAYER, chosen), param, steps=steps, transforms=standard_transforms(),
+        render(model, channel(LAYER, chosen), param, steps=steps, transforms=transforms or standard_transforms(),
                input_size=input_size)
     return time.perf_counter() - started
 
@@ -75,7 +77,8 @@ def main() -> None:
             (f"convscope, {args.chunk} channels per batch (same settings)",
              convscope_seconds(model, channels, args.steps, args.chunk, (224, 224)) / len(channels)),
             (f"microscope: {args.chunk} per batch, the image at its own {SIZE} px",
-             convscope_seconds(model, channels, args.steps, args.chunk, None) / len(channels))]
+             convscope_seconds(model, channels, args.steps, args.chunk, None, affine_transforms(SIZE / 224))
+             / len(channels))]
     print(f"device: {model.device}, threads: {torch.get_num_threads()}, torch {torch.__version__}; {LAYER}, "
           f"{SIZE} px Fourier, standard transforms, Adam, {args.steps} steps; {args.channels} channels")
     print(f"{'work':<60} {'channels/min':>12} {'vs lucent':>9}")

@@ -1,5 +1,7 @@
 """Parametrizations, color decorrelation, transforms and priors."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from convscope.errors import ConvscopeError
 from convscope.optimize.color import color_sqrt
 from convscope.optimize.params import FourierImage, make_param
 from convscope.optimize.priors import ClipNorm, Decay
-from convscope.optimize.transforms import Jitter, RandomRotate, RandomScale, standard_transforms
+from convscope.optimize.transforms import Jitter, RandomAffine, RandomRotate, RandomScale, standard_transforms
 from convscope.samples import SAMPLES, sample_image
 
 
@@ -52,6 +54,30 @@ def test_transforms_are_seeded_and_identity_at_zero():
     assert shifted.shape[-2:] == (16, 16)
     dy, dx = torch.randint(0, 4, (2,), generator=torch.Generator().manual_seed(0)).tolist()
     assert torch.equal(shifted, x[..., dy:dy + 16, dx:dx + 16])
+
+
+def test_random_affine_shifts_and_turns_exactly():
+    x = torch.rand(2, 3, 12, 12)
+    identity = RandomAffine(0, [1.0], [0])(x, torch.Generator())
+    assert torch.allclose(identity, x, atol=1e-6)
+    turned = RandomAffine(0, [1.0], [90])(x, torch.Generator())
+    assert torch.allclose(turned, torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5) or \
+        torch.allclose(turned, torch.rot90(x, -1, dims=(-2, -1)), atol=1e-5)
+    shifts = set()
+    for seed in range(20):
+        shifted = RandomAffine(3, [1.0], [0], fill=0.5)(x, torch.Generator().manual_seed(seed))
+        shifts.add(next(shift for shift in itertools.product(range(-3, 4), repeat=2)
+                        if torch.allclose(shifted, _shifted(x, *shift), atol=1e-5)))
+    assert len(shifts) > 5  # integer shifts of up to 3 pixels, grey where the image left
+
+
+def _shifted(x: torch.Tensor, dy: int, dx: int, fill: float = 0.5) -> torch.Tensor:
+    """Output pixel (i, j) shows input pixel (i + dy, j + dx), ``fill`` where there is none."""
+    h, w = x.shape[-2:]
+    out = torch.full_like(x, fill)
+    out[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
+        x[..., max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+    return out
 
 
 def test_decay_and_clip_norm():

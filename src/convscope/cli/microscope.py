@@ -26,13 +26,16 @@ def microscope(output: Annotated[Path, typer.Option("--output", "-o", help="Fold
                size: Annotated[int, typer.Option(min=32, max=512, help="Side of each visualization.")] = 96,
                steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per visualization.")] = 128,
                diverse: Annotated[int, typer.Option(min=0, max=8, help="Diverse visualizations per unit.")] = 2,
-               chunk: Annotated[int, typer.Option(min=1, help="Units rendered in one batch.")] = 16,
+               chunk: Annotated[int, typer.Option(min=1, help="Units per saved piece of work (a rerun resumes "
+                                                               "from the last saved piece).")] = 16,
+               batch: Annotated[int, typer.Option(min=1, help="Images per optimization; 16 runs fastest on a CPU, "
+                                                               "raise it on a GPU.")] = 16,
                model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Every unit of the layers: its feature visualizations (positive, negative, diverse), its
     DeepDream of a photo and, with --dataset, its top and bottom patches; writes OUTPUT/index.html.
     Runs unchanged under ``torchrun --nproc_per_node N``."""
     names = [name.strip() for name in layers.split(",") if name.strip()]
-    settings = UnitSettings(size=size, steps=steps, diverse=diverse, chunk=chunk)
+    settings = UnitSettings(size=size, steps=steps, diverse=diverse, chunk=chunk, batch=batch)
     start = time.perf_counter()
     with process_group(device) as ranks:
         page = build_microscope(open_model(model, device), names, output, dataset=dataset, k=k, settings=settings,

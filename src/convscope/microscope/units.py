@@ -22,7 +22,7 @@ from convscope.data.distributed import Ranks
 from convscope.data.results import ChunkStore
 from convscope.models.model import Model
 from convscope.optimize.dream import dream
-from convscope.optimize.visualize import channel_views
+from convscope.optimize.visualize import ChannelViews, channel_views
 from convscope.samples import sample_image
 
 #: The pictures of one unit, by file name (without ``.png``); ``diverse-K`` for K = 1..diverse.
@@ -32,12 +32,15 @@ VIEWS = ("positive", "negative", "dream")
 @dataclass(frozen=True)
 class UnitSettings:
     """How each unit is rendered: ``size`` pixels, ``steps`` optimizer steps, ``diverse`` extra
-    images, ``chunk`` channels per batch, ``photo`` the sample photo dreamed, ``seed``."""
+    images, ``chunk`` channels per saved (resumable) piece of work, at most ``batch`` images per
+    optimization (on a CPU, batches of about 16 run fastest per image: larger ones leave the
+    cache), ``photo`` the sample photo dreamed, ``seed``."""
 
     size: int = 96
     steps: int = 128
     diverse: int = 2
     chunk: int = 16
+    batch: int = 16
     photo: str = "cat"
     seed: int = 0
 
@@ -73,8 +76,11 @@ def _channels(chunk: int, size: int, count: int) -> list[int]:
 
 def _render_chunk(model: Model, layer: str, numbers: list[int], site: Path, settings: UnitSettings,
                   seed: int) -> None:
-    views = channel_views(model, layer, numbers, diverse=settings.diverse, size=settings.size, steps=settings.steps,
-                          seed=seed)
+    per_batch = max(1, settings.batch // (2 + settings.diverse))
+    parts = [channel_views(model, layer, numbers[start:start + per_batch], diverse=settings.diverse,
+                           size=settings.size, steps=settings.steps, transforms="affine", seed=seed * 1009 + start)
+             for start in range(0, len(numbers), per_batch)]
+    views = ChannelViews.concatenate(parts)
     photo = sample_image(settings.photo, size=settings.size * 2)
     dreams = dream(model, photo.expand(len(numbers), -1, -1, -1), layer, channel=torch.tensor(numbers), octaves=3,
                    steps=10, seed=seed).images

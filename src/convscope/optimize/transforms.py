@@ -70,6 +70,32 @@ class RandomRotate(Transform):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+class RandomAffine(Transform):
+    """Shift, scale and rotation drawn at once and applied in one bilinear resampling that keeps
+    the image's size; what comes into view from outside is ``fill`` grey.
+
+    The same kinds of change as pad, jitter, scale and rotate in sequence, at about a tenth of
+    their cost, and with one input shape for every step (the convolutions' plans are reused).
+    Shifts are up to ``shift`` pixels each way, scales and angles (degrees) drawn from the lists.
+    """
+
+    def __init__(self, shift: int, scales: Sequence[float], angles: Sequence[float], fill: float = 0.5) -> None:
+        self.shift, self.scales, self.angles, self.fill = shift, list(scales), list(angles), fill
+
+    def __call__(self, x, generator):
+        h, w = x.shape[-2:]
+        scale = self.scales[int(torch.randint(0, len(self.scales), (1,), generator=generator))]
+        angle = math.radians(self.angles[int(torch.randint(0, len(self.angles), (1,), generator=generator))])
+        dy, dx = (int(v) - self.shift for v in torch.randint(0, 2 * self.shift + 1, (2,), generator=generator))
+        cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+        # output -> input in normalized coordinates; the aspect terms keep the rotation rigid
+        theta = torch.tensor([[cos, -sin * h / w, 2 * dx / w], [sin * w / h, cos, 2 * dy / h]], dtype=x.dtype,
+                             device=x.device)
+        grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+        return F.grid_sample(x - self.fill, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False) + self.fill
+
+
 class Compose(Transform):
     """Applies transforms in order."""
 
@@ -89,6 +115,14 @@ def standard_transforms(scale: float = 1.0) -> Compose:
         return max(1, round(n * scale))
     return Compose([Pad(px(12)), Jitter(px(8)), RandomScale([1 + (i - 5) / 50 for i in range(11)]),
                     RandomRotate(list(range(-10, 11)) + 5 * [0]), Jitter(px(4))])
+
+
+def affine_transforms(scale: float = 1.0) -> RandomAffine:
+    """The ranges of :func:`standard_transforms` as one :class:`RandomAffine` at a fixed size:
+    the same scales and angles, shifts up to 6 pixels times ``scale`` (as far as the padding
+    lets grey show there)."""
+    return RandomAffine(max(1, round(6 * scale)), [1 + (i - 5) / 50 for i in range(11)],
+                        list(range(-10, 11)) + 5 * [0])
 
 
 def jitter_only(pixels: int) -> Compose:

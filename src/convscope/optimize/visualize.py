@@ -29,7 +29,7 @@ from convscope.models.model import Model, as_model
 from convscope.optimize.octaves import render_octaves
 from convscope.optimize.priors import yosinski_priors
 from convscope.optimize.render import FrameCallback, Rendering
-from convscope.optimize.transforms import jitter_only, standard_transforms
+from convscope.optimize.transforms import affine_transforms, jitter_only, standard_transforms
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,15 @@ class Recipe:
     start: str
     optimizer: str
     lr: float
-    transforms: str = "standard"  # standard | jitter | none
+    transforms: str = "standard"  # one of TRANSFORMS
     l2_weight: float = 0.0
     priors: dict = field(default_factory=dict)
     steps: int = 256
 
 
 MAX_SIDE = 2048
+#: Random transforms by name: Olah et al.'s set in sequence, the same ranges in one resampling, a shift, none.
+TRANSFORMS = ("standard", "affine", "jitter", "none")
 RECIPES = {
     "fourier": Recipe("fourier", "noise", "adam", 0.05),
     "maco": Recipe("maco", "noise", "adam", 0.2),
@@ -58,8 +60,8 @@ RECIPES = {
 
 def visualize(model: Model | nn.Module, objective: Objective, *, batch: int = 1, recipe: str = "fourier",
               size: int | tuple[int, int] | None = None, steps: int | None = None, seed: int = 0,
-              octaves: int = 1, input_size: tuple[int, int] | None = None, progress: bool = False,
-              callback: FrameCallback | None = None) -> Rendering:
+              octaves: int = 1, input_size: tuple[int, int] | None = None, transforms: str | None = None,
+              progress: bool = False, callback: FrameCallback | None = None) -> Rendering:
     """The ``batch`` images that maximize ``objective`` under a recipe (see the module docstring).
 
     Args:
@@ -68,12 +70,16 @@ def visualize(model: Model | nn.Module, objective: Objective, *, batch: int = 1,
         seed: start noise and transforms; the same seed gives the same image on the CPU.
         octaves: more than 1 optimizes at that many sizes, smallest first (see :mod:`.octaves`).
         input_size: resize to this before the model (a small image goes in at its own size).
+        transforms: one of :data:`TRANSFORMS` instead of the recipe's (``affine`` is the fast
+            equivalent of ``standard``).
 
     Returns:
         A :class:`~convscope.optimize.render.Rendering` with ``(batch, 3, H, W)`` images.
     """
     if recipe not in RECIPES:
         raise unknown_choice("recipe", recipe, RECIPES)
+    if transforms is not None and transforms not in TRANSFORMS:
+        raise unknown_choice("transforms", transforms, TRANSFORMS)
     model = as_model(model)
     settings = RECIPES[recipe]
     hw = _size(size or model.input_size)
@@ -83,7 +89,7 @@ def visualize(model: Model | nn.Module, objective: Objective, *, batch: int = 1,
                    priors=yosinski_priors(**settings.priors) if settings.priors else (),
                    input_size=input_size, progress=progress, callback=callback)
     return render_octaves(model, objective, settings.param, batch, hw, octaves=octaves, start=settings.start,
-                          transforms_for=lambda size: _transforms(settings.transforms, size), **options)
+                          transforms_for=lambda size: _transforms(transforms or settings.transforms, size), **options)
 
 
 def visualize_class(model: Model | nn.Module, classes: Sequence[int | str] | int | str, **options) -> Rendering:
@@ -131,6 +137,12 @@ class ChannelViews:
     negative: torch.Tensor
     diverse: torch.Tensor
 
+    @staticmethod
+    def concatenate(parts: Sequence[ChannelViews]) -> ChannelViews:
+        """The views of several renderings of one layer, their channels in order."""
+        return ChannelViews(parts[0].layer, *(torch.cat([getattr(part, name) for part in parts])
+                                              for name in ("channels", "positive", "negative", "diverse")))
+
     def picture(self, index: int = 0) -> Picture:
         """Channel ``index``: positive | negative | the diverse set, in one row."""
         tiles = torch.cat([self.positive[index:index + 1], self.negative[index:index + 1], self.diverse[index]])
@@ -171,6 +183,6 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _transforms(kind: str, size: tuple[int, int]):
-    if kind == "standard":
-        return standard_transforms(scale=min(size) / 224)
+    if kind in ("standard", "affine"):
+        return (standard_transforms if kind == "standard" else affine_transforms)(scale=min(size) / 224)
     return jitter_only(max(1, min(size) // 28)) if kind == "jitter" else None
