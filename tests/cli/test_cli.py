@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.datasets import load_digits
 
 from convscope.attribute import occlusion as occlusion_module
 from convscope.cli import main
@@ -349,3 +350,31 @@ def test_a_run_folder_of_other_settings_is_refused(capsys, monkeypatch, tmp_path
 def test_serve_refuses_a_folder_without_an_index(capsys, monkeypatch, tmp_path):
     code, _, err = run(capsys, monkeypatch, "serve", "--index", tmp_path)
     assert code == 2 and "no index.json there" in err and len(err.strip().splitlines()) == 1
+
+
+def test_blocks_writes_the_picture_and_consistent_arrays(capsys, monkeypatch, tmp_path):
+    Image.fromarray((load_digits().images[3] * 16).astype(np.uint8)).save(tmp_path / "three.png")
+    code, out, err = run(capsys, monkeypatch, "blocks", tmp_path / "three.png", "--model", "digits_cnn", "--layer",
+                         "features.3", "--groups", "3", "--steps", "16", "-o", tmp_path / "b.png", "--save-array",
+                         tmp_path / "b.npz")
+    assert code == 0, err
+    arrays = np.load(tmp_path / "b.npz")
+    assert arrays["maps"].shape == (3, 8, 8) and arrays["directions"].shape == (3, 32)
+    assert arrays["spatial"].shape == (8, 8) and arrays["channels"].shape == (32,)
+    # both are the same attributions summed two ways
+    assert np.isclose(arrays["spatial"].sum(), arrays["channels"].sum(), rtol=1e-4)
+    assert "3 neuron groups" in out and "channels that carry it most" in out
+    assert Image.open(tmp_path / "b.png").size[0] > Image.open(tmp_path / "b.png").size[1]
+
+
+def test_atlas_bins_every_vector_and_refuses_an_unknown_class(capsys, monkeypatch, tmp_path):
+    args = ["atlas", "digits:60", "-o", tmp_path / "atlas", "--model", "digits_cnn", "--layer", "features.3",
+            "--per-image", "2", "--side", "3", "--min-count", "1", "--method", "tsne", "--size", "16", "--steps", "4"]
+    code, out, err = run(capsys, monkeypatch, *args)
+    assert code == 0, err
+    arrays = np.load(tmp_path / "atlas" / "atlas.npz")
+    assert arrays["points"].shape == (120, 2) and arrays["counts"].sum() == 120  # every vector lies in a drawn cell
+    assert arrays["directions"].shape == (len(arrays["cells"]), 32) and (arrays["cells"] < 3).all()
+    assert "atlas.png" in out and (tmp_path / "atlas" / "atlas.png").exists()
+    code, _, err = run(capsys, monkeypatch, *args, "--class", "12")
+    assert code != 0 and err.strip().count("\n") == 0 and "12" in err

@@ -52,7 +52,8 @@ def test_every_unit_has_a_page_and_every_link_resolves(whole):
             assert (whole / "layers" / layer / f"{channel:04d}.html").is_file()
             for view in ("positive", "negative", "diverse-1", "dream", "top", "bottom"):
                 assert (whole / "layers" / layer / f"{channel:04d}" / f"{view}.png").is_file()
-    assert len(pages) == 1 + len(CHANNELS) + sum(CHANNELS.values())
+        assert (whole / "layers" / layer / "atlas.png").is_file()
+    assert len(pages) == 1 + 2 * len(CHANNELS) + sum(CHANNELS.values())  # root, layer and atlas pages, units
     seen = 0
     for page in pages:
         for link in re.findall(r'(?:href|src)="([^"]+)"', page.read_text()):

@@ -1,4 +1,5 @@
-"""Commands over a whole dataset: ``embed`` (codes, t-SNE/UMAP, the grid) and ``top-activations``.
+"""Commands over a whole dataset: ``embed`` (codes, t-SNE/UMAP, the grid), ``top-activations`` and
+``atlas``.
 
 Both run unchanged under ``torchrun --nproc_per_node N``, and resume when run again with the
 same output folder.
@@ -10,13 +11,16 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
+from convscope.attribute.targets import class_indices
 from convscope.cli.app import DeviceOption, ModelOption, app, open_model
 from convscope.core.render import save_array, save_json
 from convscope.data.datasets import SPECS, open_dataset
 from convscope.data.distributed import process_group
 from convscope.errors import ConvscopeError
+from convscope.inspect.atlas import activation_atlas, activation_samples
 from convscope.inspect.codes import extract_codes
 from convscope.inspect.embedding import METHODS, embed_2d, grid_picture, knn_accuracy, scatter_picture
 from convscope.inspect.top_patches import top_activations_of as top_images
@@ -89,6 +93,41 @@ def top_activations(dataset: DatasetArgument, output: FolderOption,
         top.save(folder, images, model=net.name, progress=True)
         typer.echo(f"{folder}: top {k} images of {len(top.channels)} channel(s) of {name}; "
                    f"{len(top.failures)} unreadable image(s) skipped")
+
+
+@app.command()
+def atlas(dataset: DatasetArgument, output: FolderOption,
+          layer: Annotated[str, typer.Option(help="Layer whose activation vectors to map, e.g. _blocks.10.")],
+          side: Annotated[int, typer.Option(min=2, max=64, help="Cells per side of the grid.")] = 12,
+          target: Annotated[str | None, typer.Option("--class", help="Only images the model puts in this class "
+                                                                     "(name or index).")] = None,
+          per_image: Annotated[int, typer.Option(min=1, help="Activation vectors per image.")] = 1,
+          method: Annotated[str, typer.Option(help=f"2-D layout: {', '.join(METHODS)}.")] = "umap",
+          min_count: Annotated[int, typer.Option(min=1, help="Vectors a cell needs to be drawn.")] = 3,
+          size: Annotated[int, typer.Option(min=16, max=256, help="Pixels per cell.")] = 64,
+          steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per cell.")] = 128,
+          batch_size: BatchOption = None, workers: WorkersOption = None, chunk: ChunkOption = 256,
+          model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Activation atlas: the layer's activation vectors over the dataset, laid out in 2-D, binned
+    into a grid, each cell drawn as the feature visualization of its mean: atlas.png, atlas.npz."""
+    if method not in METHODS:
+        raise ConvscopeError(f"--method {method!r}; accepted: {', '.join(METHODS)}")
+    images = open_dataset(dataset)
+    with process_group(device) as ranks:
+        net = open_model(model, device)
+        if target is not None:  # an unknown class is refused before the pass
+            target = int(class_indices(net, torch.zeros(1), target)[0])
+        samples = activation_samples(net, images, output, layer=layer, per_image=per_image, chunk_size=chunk,
+                                     batch_size=batch_size, workers=workers, ranks=ranks)
+    if not ranks.main:
+        return
+    found = activation_atlas(net, samples, side=side, method=method, min_count=min_count, target=target, size=size,
+                             steps=steps)
+    result = found.picture()
+    save_array(output / "atlas.npz", cells=found.cells, counts=found.counts, directions=found.directions.numpy(),
+               points=found.points)
+    result.save(output / "atlas.png")
+    typer.echo(f"{output / 'atlas.png'}: {result.caption}")
 
 
 def parse_channels(text: str) -> list[int] | None:

@@ -1,4 +1,4 @@
-"""Commands that look at what is there: models, layers, classify, filters, activations."""
+"""Commands that look at what is there: models, layers, classify, filters, activations, blocks."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import typer
 
 from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model
 from convscope.core.images import load_image
+from convscope.core.render import save_array
 from convscope.core.summary import list_layers
 from convscope.inspect.activations import activations as activation_maps
+from convscope.inspect.blocks import building_blocks
 from convscope.inspect.filters import filters as filter_kernels
 from convscope.inspect.predictions import classify as top_classes
 from convscope.models import DEFAULT_MODEL, list_models
@@ -85,3 +87,34 @@ def activations(image: Annotated[Path, typer.Argument(help="Image file.")],
     result = maps.overlay(channel) if channel is not None else maps.grid()
     result.save(output)
     typer.echo(f"{output}: {result.caption}")
+
+
+@app.command()
+def blocks(image: Annotated[Path, typer.Argument(help="Image file.")],
+           layer: Annotated[str, typer.Option(help="Layer to split into neuron groups, e.g. _blocks.10.")],
+           output: OutputOption,
+           target: Annotated[str | None, typer.Option(help="Class name or index (default: the top class).")] = None,
+           groups: Annotated[int, typer.Option(min=1, max=16, help="Neuron groups (NMF components).")] = 6,
+           steps: Annotated[int, typer.Option(min=1, help="Integrated-Gradients points at the layer.")] = 32,
+           save_array_to: Annotated[Path | None, typer.Option(
+               "--save-array", help="Also save .npz: group maps and directions, group scores, and the layer's "
+                                    "spatial (h x w) and channel (C) attribution.")] = None,
+           model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Building blocks: a layer's neuron groups on the image (where each is active, what it looks
+    like) and each group's share of the class score."""
+    check_output(output)
+    if save_array_to:
+        check_output(save_array_to, ".npz")
+    net = open_model(model, device)
+    found = building_blocks(net, load_image(image, size=net.input_size), layer, target, groups=groups, steps=steps)
+    result = found.picture()
+    if save_array_to:
+        attribution = found.attribution
+        save_array(save_array_to, maps=found.groups.maps.numpy(), directions=found.groups.directions.numpy(),
+                   scores=found.scores.numpy(), spatial=attribution.spatial[0].numpy(),
+                   channels=attribution.channels[0].numpy())
+    result.save(output)
+    typer.echo(f"{output}: {result.caption}")
+    channels = found.attribution.channels[0]
+    strongest = channels.abs().argsort(descending=True)[:5].tolist()
+    typer.echo("channels that carry it most: " + ", ".join(f"{c} ({float(channels[c]):+.2f})" for c in strongest))

@@ -23,6 +23,8 @@ def microscope(output: Annotated[Path, typer.Option("--output", "-o", help="Fold
                dataset: Annotated[str | None, typer.Option(help=f"Images for each unit's top and bottom patches: "
                                                                  f"{SPECS}.")] = None,
                k: Annotated[int, typer.Option("--k", min=1, help="Dataset images per unit, top and bottom.")] = 9,
+               atlas: Annotated[int, typer.Option(min=0, max=32, help="With --dataset: each layer's activation "
+                                                                      "atlas on a grid of this side (0: none).")] = 10,
                size: Annotated[int, typer.Option(min=32, max=512, help="Side of each visualization.")] = 96,
                steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per visualization.")] = 128,
                diverse: Annotated[int, typer.Option(min=0, max=8, help="Diverse visualizations per unit.")] = 2,
@@ -32,13 +34,15 @@ def microscope(output: Annotated[Path, typer.Option("--output", "-o", help="Fold
                                                                "raise it on a GPU.")] = 16,
                model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Every unit of the layers: its feature visualizations (positive, negative, diverse), its
-    DeepDream of a photo and, with --dataset, its top and bottom patches; writes OUTPUT/index.html.
+    DeepDream of a photo and, with --dataset, its top and bottom patches and each layer's activation
+    atlas; writes OUTPUT/index.html.
     Runs unchanged under ``torchrun --nproc_per_node N``."""
     names = [name.strip() for name in layers.split(",") if name.strip()]
     settings = UnitSettings(size=size, steps=steps, diverse=diverse, chunk=chunk, batch=batch)
     start = time.perf_counter()
     with process_group(device) as ranks:
-        page = build_microscope(open_model(model, device), names, output, dataset=dataset, k=k, settings=settings,
+        page = build_microscope(open_model(model, device), names, output, dataset=dataset, k=k, atlas=atlas,
+                                settings=settings,
                                 ranks=ranks)
     if ranks.main:
         typer.echo(f"{page}: {len(names)} layer(s) in {time.perf_counter() - start:.0f} s; open it in a browser, "

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from convscope.attribute.targets import class_indices
 from convscope.core.objectives import direction
 from convscope.core.render import Picture, grid, picture
 from convscope.core.summary import list_layers, map_layer
@@ -128,7 +129,7 @@ def activation_atlas(model: Model | nn.Module, samples: ActivationSamples, *, si
     keep = np.ones(len(samples.vectors), bool)
     title = f"activation atlas of {samples.layer}"
     if target is not None:
-        index = model.labels.index(target) if model.labels else int(target)
+        index = int(class_indices(model, torch.zeros(1), target)[0])
         keep = samples.classes == index
         title += f", class {model.label(index)}"
         if keep.sum() < 5:

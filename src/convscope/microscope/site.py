@@ -30,13 +30,15 @@ nav.pager { display: flex; gap: 1rem; margin: 0.6rem 0; } p.hint { font-size: 0.
 @dataclass(frozen=True)
 class LayerPages:
     """What the pages of one layer show: its ``channels`` units, the receptive field's size in
-    pixels (None for whole-image units) and whether top / bottom dataset patches exist."""
+    pixels (None for whole-image units) and whether top / bottom dataset patches and an
+    activation atlas exist."""
 
     name: str
     channels: int
     field: int | None
     top: bool
     bottom: bool
+    atlas: bool = False
 
 
 def write_site(site: Path, model: str, layers: list[LayerPages], *, diverse: int, dataset: str | None,
@@ -47,6 +49,8 @@ def write_site(site: Path, model: str, layers: list[LayerPages], *, diverse: int
     for layer in layers:
         folder = site / "layers" / layer.name
         _write(folder / "index.html", _layer_page(model, layer))
+        if layer.atlas:
+            _write(folder / "atlas.html", _atlas_page(model, layer, dataset))
         for channel in range(layer.channels):
             _write(folder / f"{channel:04d}.html", _unit_page(model, layer, channel, diverse, dataset, photo))
 
@@ -74,18 +78,32 @@ def _root_page(model: str, layers: list[LayerPages], dataset: str | None) -> str
         href = f"layers/{quote(layer.name)}/"
         thumbs = "".join(f'<a href="{href}{c:04d}.html"><img src="{href}{c:04d}/positive.png" alt="unit {c}">{c}</a>'
                          for c in range(min(12, layer.channels)))
+        atlas = f' · <a href="{href}atlas.html">activation atlas</a>' if layer.atlas else ""
         parts.append(f'<section class="layer"><h2><a href="{href}index.html">{html.escape(layer.name)}</a> '
-                     f"· {layer.channels} units{_field(layer)}</h2><div class=\"units\">{thumbs}</div></section>")
+                     f"· {layer.channels} units{_field(layer)}{atlas}</h2>"
+                     f'<div class="units">{thumbs}</div></section>')
     return _page(f"microscope: {model}", [(f"microscope: {model}", "")], "\n".join(parts), "style.css")
 
 
 def _layer_page(model: str, layer: LayerPages) -> str:
     thumbs = "".join(f'<a href="{c:04d}.html"><img src="{c:04d}/positive.png" alt="unit {c}">{c}</a>'
                      for c in range(layer.channels))
+    atlas = ' Its <a href="atlas.html">activation atlas</a> maps what the layer represents.' if layer.atlas else ""
     body = (f'<p class="hint">{layer.channels} units{_field(layer)}; each thumbnail is the image that excites '
-            f'the unit most. Click one for its page.</p><div class="units">{thumbs}</div>')
+            f'the unit most. Click one for its page.{atlas}</p><div class="units">{thumbs}</div>')
     return _page(f"{layer.name}: {model}", [(f"microscope: {model}", "../../index.html"), (layer.name, "")], body,
                  "../../style.css")
+
+
+def _atlas_page(model: str, layer: LayerPages, dataset: str | None) -> str:
+    body = (f'<p class="hint">The activation atlas of {html.escape(layer.name)}: activation vectors of the layer at '
+            f"random places of each image of {html.escape(dataset or 'the dataset')}, laid out by t-SNE so that "
+            "similar vectors lie close, binned into a grid; each cell is the feature visualization of its vectors' "
+            "mean (grey: too few vectors). Neighbouring cells show related things.</p>"
+            '<figure><img src="atlas.png" alt="activation atlas" style="width: min(100%, 960px)"></figure>')
+    return _page(f"{layer.name} atlas: {model}", [(f"microscope: {model}", "../../index.html"),
+                                                  (layer.name, "index.html"), ("activation atlas", "")],
+                 body, "../../style.css")
 
 
 def _unit_page(model: str, layer: LayerPages, channel: int, diverse: int, dataset: str | None, photo: str) -> str:
