@@ -122,7 +122,7 @@ def atlas(dataset: DatasetArgument, output: FolderOption,
     if not ranks.main:
         return
     found = activation_atlas(net, samples, side=side, method=method, min_count=min_count, target=target, size=size,
-                             steps=steps)
+                             steps=steps, progress=True)
     result = found.picture()
     save_array(output / "atlas.npz", cells=found.cells, counts=found.counts, directions=found.directions.numpy(),
                points=found.points)

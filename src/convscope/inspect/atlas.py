@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from convscope.attribute.targets import class_indices
 from convscope.core.objectives import direction
@@ -121,10 +122,11 @@ def activation_samples(model: Model | nn.Module, dataset: str | Path | ImageData
 
 def activation_atlas(model: Model | nn.Module, samples: ActivationSamples, *, side: int = 12, method: str = "umap",
                      min_count: int = 3, target: int | str | None = None, size: int = 64, steps: int = 128,
-                     chunk: int = 64, seed: int = 0) -> Atlas:
+                     chunk: int = 64, seed: int = 0, progress: bool = False) -> Atlas:
     """Lays ``samples`` out in 2-D (``method``), bins them into a ``side x side`` grid and renders
     every cell holding at least ``min_count`` vectors (``size`` pixels, ``steps`` steps, ``chunk``
-    cells per batch); ``target``: only the vectors of images the model puts in that class."""
+    cells per batch); ``target``: only the vectors of images the model puts in that class;
+    ``progress``: bars for the layout and the cells."""
     model = as_model(model)
     keep = np.ones(len(samples.vectors), bool)
     title = f"activation atlas of {samples.layer}"
@@ -136,7 +138,7 @@ def activation_atlas(model: Model | nn.Module, samples: ActivationSamples, *, si
             raise ConvscopeError(f"only {keep.sum()} vectors come from images of class {model.label(index)}; "
                                  f"an atlas needs at least 5 (use a larger dataset)")
     vectors = samples.vectors[keep]
-    points = embed_2d(vectors, method, seed=seed)
+    points = embed_2d(vectors, method, seed=seed, progress=progress)
     low, high = points.min(0), points.max(0)
     places = np.clip(((points - low) / np.maximum(high - low, 1e-12) * side).astype(int), 0, side - 1)
     flat = (side - 1 - places[:, 1]) * side + places[:, 0]         # rows go down, y goes up
@@ -147,6 +149,8 @@ def activation_atlas(model: Model | nn.Module, samples: ActivationSamples, *, si
                              f"or use more images")
     directions = torch.from_numpy(np.stack([vectors[flat == cell].mean(0) for cell in drawn]))
     images = torch.cat([visualize(model, direction(samples.layer, part, cossim_power=1.0), batch=len(part),
-                                  size=size, steps=steps, seed=seed).images for part in directions.split(chunk)])
+                                  size=size, steps=steps, seed=seed).images
+                        for part in tqdm(directions.split(chunk), desc=f"atlas cells of {samples.layer}",
+                                         unit="batch", disable=not progress)])
     return Atlas(samples.layer, side, np.stack([drawn // side, drawn % side], 1), counts[drawn], directions, images,
                  points, title)

@@ -86,5 +86,6 @@ def _atlases(model: Model, layers: list[str], images: ImageDataset, folder: Path
         if ranks.main:
             fitted = max(2, min(side, int(math.sqrt(len(samples.vectors) / 4))))
             found = activation_atlas(model, samples, side=fitted, method="tsne", min_count=2, size=settings.size,
-                                     steps=settings.steps, chunk=settings.batch, seed=settings.seed)
+                                     steps=settings.steps, chunk=settings.batch, seed=settings.seed,
+                                     progress=progress)
             found.picture().save(folder / "layers" / layer / "atlas.png")

@@ -71,17 +71,21 @@ def _page(title: str, crumbs: list[tuple[str, str]], body: str, style: str) -> s
 
 
 def _root_page(model: str, layers: list[LayerPages], dataset: str | None) -> str:
-    parts = [f'<p class="hint">Every unit of {len(layers)} layer(s) of {html.escape(model)}: what each responds to '
-             f"(feature visualization){', its top and bottom images of ' + html.escape(dataset) if dataset else ''} "
-             f"and a DeepDream. Click a layer, then a unit.</p>"]
+    shown = ["what each responds to (feature visualization)", "a DeepDream"]
+    if dataset:
+        shown[1:1] = [f"its top and bottom images of {html.escape(dataset)}"]
+    atlases = "; and each layer's activation atlas" if any(layer.atlas for layer in layers) else ""
+    parts = [f'<p class="hint">Every unit of {len(layers)} layer(s) of {html.escape(model)}: {", ".join(shown)}'
+             f"{atlases}. Click a layer, then a unit.</p>"]
     for layer in layers:
         href = f"layers/{quote(layer.name)}/"
         thumbs = "".join(f'<a href="{href}{c:04d}.html"><img src="{href}{c:04d}/positive.png" alt="unit {c}">{c}</a>'
                          for c in range(min(12, layer.channels)))
         atlas = f' · <a href="{href}atlas.html">activation atlas</a>' if layer.atlas else ""
+        more = (f'<a href="{href}index.html">all {layer.channels} ›</a>' if layer.channels > 12 else "")
         parts.append(f'<section class="layer"><h2><a href="{href}index.html">{html.escape(layer.name)}</a> '
                      f"· {layer.channels} units{_field(layer)}{atlas}</h2>"
-                     f'<div class="units">{thumbs}</div></section>')
+                     f'<div class="units">{thumbs}{more}</div></section>')
     return _page(f"microscope: {model}", [(f"microscope: {model}", "")], "\n".join(parts), "style.css")
 
 
