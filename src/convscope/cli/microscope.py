@@ -30,19 +30,20 @@ def microscope(output: Annotated[Path, typer.Option("--output", "-o", help="Fold
                diverse: Annotated[int, typer.Option(min=0, max=8, help="Diverse visualizations per unit.")] = 2,
                chunk: Annotated[int, typer.Option(min=1, help="Units per saved piece of work (a rerun resumes "
                                                                "from the last saved piece).")] = 16,
-               batch: Annotated[int, typer.Option(min=1, help="Images per optimization; 16 runs fastest on a CPU, "
-                                                               "raise it on a GPU.")] = 16,
+               batch: Annotated[int | None, typer.Option(min=1, help="Images per optimization (default: 16 on a "
+                                                                      "CPU, where it runs fastest; 64 on a GPU).")] = None,
                model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Every unit of the layers: its feature visualizations (positive, negative, diverse), its
     DeepDream of a photo and, with --dataset, its top and bottom patches and each layer's activation
     atlas; writes OUTPUT/index.html.
     Runs unchanged under ``torchrun --nproc_per_node N``."""
     names = [name.strip() for name in layers.split(",") if name.strip()]
-    settings = UnitSettings(size=size, steps=steps, diverse=diverse, chunk=chunk, batch=batch)
     start = time.perf_counter()
     with process_group(device) as ranks:
-        page = build_microscope(open_model(model, device), names, output, dataset=dataset, k=k, atlas=atlas,
-                                settings=settings,
+        net = open_model(model, device)
+        settings = UnitSettings(size=size, steps=steps, diverse=diverse, chunk=chunk,
+                                batch=batch or (64 if net.device.type == "cuda" else 16))
+        page = build_microscope(net, names, output, dataset=dataset, k=k, atlas=atlas, settings=settings,
                                 ranks=ranks)
     if ranks.main:
         typer.echo(f"{page}: {len(names)} layer(s) in {time.perf_counter() - start:.0f} s; open it in a browser, "
