@@ -1,6 +1,7 @@
 """The command line, run in-process through its real entry point."""
 
 import json
+import re
 import sys
 import warnings
 
@@ -108,6 +109,8 @@ def test_tour_writes_a_gallery(capsys, monkeypatch, tmp_path):
     pictures = sorted(p.name for p in (tmp_path / "tour").glob("*.png"))
     assert pictures and all(name in page for name in pictures)
     assert "http" not in page  # offline: no external assets
+    links = re.findall(r'href="([^"]+)"', page)
+    assert "microscope/index.html" in links and all((tmp_path / "tour" / link).is_file() for link in links)
 
 
 @pytest.mark.parametrize("method", ["gradient", "guided", "gradcam++", "integrated-gradients"])

@@ -29,6 +29,7 @@ class Entry:
     caption: str
     numbers: dict
     seconds: float
+    link: str | None = None
 
 
 @dataclass
@@ -65,8 +66,13 @@ class Gallery:
 
 def _card(entry: Entry) -> str:
     numbers = json.dumps(entry.numbers, default=_compact)[:600]
-    return (f'<figure><img src="{html.escape(entry.file)}" alt="{html.escape(entry.title)}">'
-            f"<figcaption><b>{html.escape(entry.title)}</b>{html.escape(entry.caption)}"
+    image = f'<img src="{html.escape(entry.file)}" alt="{html.escape(entry.title)}">'
+    link = ""
+    if entry.link:
+        image = f'<a href="{html.escape(entry.link)}">{image}</a>'
+        link = f' <a href="{html.escape(entry.link)}">Open {html.escape(entry.link)}</a>'
+    return (f"<figure>{image}"
+            f"<figcaption><b>{html.escape(entry.title)}</b>{html.escape(entry.caption)}{link}"
             f'<div class=numbers>{html.escape(numbers)}\n{entry.seconds:.2f} s</div></figcaption></figure>')
 
 

@@ -44,7 +44,7 @@ def microscope_shots(context: TourContext) -> list[Shot]:
             model, sample_image("cat", size=model.input_size), deep, groups=5, render_steps=steps,
             size=size).picture()),
         Shot(SECTION, f"A microscope unit page ({shallow} unit {SITE_UNIT})",
-             lambda: _site(model, shallow, context, 128 if full else 48)),
+             lambda: _site(model, shallow, context, 128 if full else 48), link="microscope/index.html"),
     ]
 
 
@@ -78,4 +78,4 @@ def _site(model, layer: str, context: TourContext, steps: int) -> Picture:
     names = ("positive", "negative", "diverse-1", "diverse-2", "dream", "top", "bottom")
     tiles = [fit(load_image(folder / f"{name}.png"), 128)[0] for name in names]
     return picture(grid(torch.stack(tiles), columns=len(tiles), padding=4),
-                   f"{layer} unit {SITE_UNIT}: " + " | ".join(names) + " (every unit: microscope/index.html)")
+                   f"{layer} unit {SITE_UNIT}: " + " | ".join(names) + "; every unit has its page in the site")

@@ -17,11 +17,13 @@ from convscope.tour.gallery import Entry, Gallery
 
 @dataclass(frozen=True)
 class Shot:
-    """One picture to make: its section, title and the function that makes it."""
+    """One picture to make: its section, title and the function that makes it; ``link``: a page
+    the shot writes beside the tour (relative to its folder), linked from its card."""
 
     section: str
     title: str
     make: Callable[[], Picture]
+    link: str | None = None
 
 
 @dataclass
@@ -76,4 +78,4 @@ def _take(shot: Shot, folder: Path, number: int) -> Entry:
     slug = re.sub(r"[^a-z0-9]+", "-", shot.title.lower().replace("++", " plus plus")).strip("-")[:60]
     file = f"{number:03d}-{slug}.png"
     result.save(folder / file)
-    return Entry(shot.section, shot.title, file, result.caption, result.numbers, seconds)
+    return Entry(shot.section, shot.title, file, result.caption, result.numbers, seconds, shot.link)
