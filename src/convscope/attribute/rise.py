@@ -18,10 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.core.folding import fast_model
-from convscope.core.forward import score
-from convscope.core.hooks import frozen
-from convscope.core.layout import in_fast_layout
+from convscope.core.forward import copy_scorer
 from convscope.core.objectives import Objective
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
@@ -66,16 +63,15 @@ def rise(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *, mas
     x = x.detach().to(model.device)
     size = tuple(x.shape[-2:])
     per_call = max(1, (chunk_size or (GPU_CHUNK if model.device.type == "cuda" else CPU_CHUNK)) // len(x))
-    fast = fast_model(model, objective.layers, x)
     total = torch.zeros(len(x), *size, device=model.device)
     shown = torch.zeros(*size, device=model.device)
     scores = torch.zeros(len(x), device=model.device)
-    with frozen(fast.net), torch.no_grad():
+    with copy_scorer(model, objective, x) as scored:
         for start in range(0, masks, per_call):
             chunk = rise_masks(masks, size, cells=cells, keep=keep, seed=seed, start=start,
                                stop=min(masks, start + per_call)).to(model.device)             # (k, 1, H, W)
             copies = (x[:, None] * chunk[None]).flatten(0, 1)                                    # image-major
-            values = in_fast_layout(fast.net, lambda z: score(fast, z, objective), copies).view(len(x), -1)
+            values = scored(copies).view(len(x), -1)
             total += torch.einsum("bk,khw->bhw", values.float(), chunk[:, 0])
             shown += chunk[:, 0].sum(0)
             scores += values.float().sum(1)

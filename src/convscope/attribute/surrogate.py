@@ -17,10 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.core.folding import fast_model
-from convscope.core.forward import score
-from convscope.core.hooks import frozen
-from convscope.core.layout import in_fast_layout
+from convscope.core.forward import copy_scorer
 from convscope.core.objectives import Objective
 from convscope.core.smoothing import gaussian_blur
 from convscope.errors import ConvscopeError
@@ -110,15 +107,13 @@ def _lime_coalitions(count: int, samples: int, generator, width: float) -> tuple
 
 def _values(model: Model, image, fill, label, coalitions: np.ndarray, objective: Objective) -> np.ndarray:
     """The objective on each coalition's image: kept superpixels from ``image``, the rest from ``fill``."""
-    fast = fast_model(model, objective.layers, image[None])
     size = GPU_CHUNK if model.device.type == "cuda" else CPU_CHUNK
     keep = torch.as_tensor(coalitions, dtype=image.dtype, device=image.device)
     values = []
-    with frozen(fast.net), torch.no_grad():
+    with copy_scorer(model, objective, image[None]) as scored:
         for rows in keep.split(size):
             masks = rows[:, label][:, None]                                           # (k, 1, H, W)
-            copies = masks * image + (1 - masks) * fill
-            values.append(in_fast_layout(fast.net, lambda z: score(fast, z, objective), copies).double().cpu())
+            values.append(scored(masks * image + (1 - masks) * fill).double().cpu())
     return torch.cat(values).numpy()
 
 

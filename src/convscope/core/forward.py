@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
-from convscope.core.hooks import Probe
+from convscope.core.folding import fast_model
+from convscope.core.hooks import Probe, frozen
+from convscope.core.layout import in_fast_layout
 from convscope.core.objectives import INPUT, OUTPUT, Objective
 from convscope.models.model import Model
 
@@ -37,3 +40,14 @@ def read(model: Model, x: torch.Tensor, objective: Objective, *, leaves: Sequenc
 def score(model: Model, x: torch.Tensor, objective: Objective, *, leaves: Sequence[str] = ()) -> torch.Tensor:
     """``(B,)`` values of ``objective`` for pixels ``x`` (with the graph, unless under no_grad)."""
     return objective(read(model, x, objective, leaves=leaves))
+
+
+@contextmanager
+def copy_scorer(model: Model, objective: Objective,
+                example: torch.Tensor) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """Within the block, a function from changed copies ``(N, C, H, W)`` to their ``(N,)``
+    objective values, without gradients, on the fast path (batch norms folded, the fast memory
+    layout); ``example`` is a batch like the copies' images (the folding is checked on it)."""
+    fast = fast_model(model, objective.layers, example)
+    with frozen(fast.net), torch.no_grad():
+        yield lambda copies: in_fast_layout(fast.net, lambda z: score(fast, z, objective), copies)
