@@ -1,6 +1,6 @@
 """The microscope's methods on the matrix's CNNs (seeded random weights): layer Integrated
 Gradients is complete, NMF groups rebuild the layer, channel views raise their channel; the
-token and channels-last layers of transformers are refused with one line."""
+token and channels-last layers of transformers are refused with one line by every one of them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from convscope.attribute.layer import layer_attribution
 from convscope.core.hooks import capture
 from convscope.core.summary import list_layers, map_layer
 from convscope.errors import ConvscopeError
+from convscope.inspect.blocks import building_blocks
 from convscope.inspect.groups import neuron_groups
 from convscope.optimize.visualize import channel_views
 from tests.architectures.test_matrix import image, model_of
@@ -47,8 +48,18 @@ def test_layer_attribution_groups_and_views(name):
 
 @pytest.mark.parametrize("name", ["tv-vit", "timm-swin_tiny"])
 def test_transformer_layers_are_refused_in_one_line(name):
-    model = model_of(name)
-    last = list_layers(model)[-3].name
-    with pytest.raises(ConvscopeError, match=r"needs \(C, h, w\) maps") as error:
-        map_layer(model, last, "the microscope")
-    assert "\n" not in str(error.value)
+    """Token and channels-last (B, h, w, C) layers: a 4-D channels-last output must not pass for
+    (C, h, w) maps in any of the methods that factorize or attribute a layer's channels."""
+    model, x = model_of(name), image(name)
+    kinds = {}
+    for info in list_layers(model):
+        if info.reading is not None and info.reading.kind in ("tokens", "channels-last"):
+            kinds.setdefault(info.reading.kind, []).append(info.name)
+    assert kinds, "the network has no token or channels-last layers"
+    for layers in kinds.values():
+        layer = layers[len(layers) // 2]
+        for method in (lambda: map_layer(model, layer, "the microscope"), lambda: neuron_groups(model, x, layer),
+                       lambda: layer_attribution(model, x, layer), lambda: building_blocks(model, x, layer)):
+            with pytest.raises(ConvscopeError, match=r"needs \(C, h, w\) maps") as error:
+                method()
+            assert "\n" not in str(error.value)

@@ -1,5 +1,6 @@
 """The command line, run in-process through its real entry point."""
 
+import importlib.util
 import json
 import re
 import sys
@@ -7,11 +8,14 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
+import convscope as cs
 from convscope.attribute import occlusion as occlusion_module
 from convscope.cli import main
+from convscope.core.images import load_image
 
 
 def run(capsys, monkeypatch, *args) -> tuple[int, str, str]:
@@ -332,7 +336,10 @@ def test_top_activations_of_a_folder(capsys, monkeypatch, tmp_path, photo_folder
 
 @pytest.mark.parametrize("args, message", [
     (["embed", "nowhere", "-o", "x"], "no such folder or file"),
-    (["embed", "digits", "-o", "x", "--method", "pca"], "--method 'pca'"),
+    (["embed", "digits", "-o", "x", "--method", "pca"], "unknown embedding method 'pca'"),
+    (["atlas", "digits", "-o", "x", "--model", "digits_cnn", "--layer", "features.3", "--method", "pca"],
+     "unknown embedding method 'pca'"),
+    (["atlas", "digits", "-o", "x", "--model", "digits_cnn", "--layer", "classifier"], "needs (C, h, w) maps"),
     (["embed", "digits", "-o", "x", "--model", "digits_cnn", "--layer", "featurs"], "unknown layer 'featurs'"),
     (["top-activations", "digits", "-o", "x", "--model", "digits_cnn", "--layer", "features.3", "--channels", "a"],
      "expected all, or numbers"),
@@ -341,6 +348,17 @@ def test_dataset_command_mistakes_are_one_line(capsys, monkeypatch, tmp_path, ar
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, monkeypatch, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_a_missing_umap_is_refused_before_the_pass(capsys, monkeypatch, tmp_path):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "umap" else
+                        find_spec(name, *rest))
+    code, _, err = run(capsys, monkeypatch, "atlas", "digits:20", "-o", tmp_path / "x", "--model", "digits_cnn",
+                       "--layer", "features.3")
+    assert code == 2 and err.strip() == "convscope: error: --method umap needs umap-learn: pip install 'convscope[umap]'"
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_run_folder_of_other_settings_is_refused(capsys, monkeypatch, tmp_path):
@@ -364,7 +382,19 @@ def test_blocks_writes_the_picture_and_consistent_arrays(capsys, monkeypatch, tm
     arrays = np.load(tmp_path / "b.npz")
     assert arrays["maps"].shape == (3, 8, 8) and arrays["directions"].shape == (3, 32)
     assert arrays["spatial"].shape == (8, 8) and arrays["channels"].shape == (32,)
-    # both are the same attributions summed two ways
+    # completeness, against the logit change of zeroing the layer with a plain forward hook
+    model = cs.load_model("digits_cnn", device="cpu")
+    x = load_image(tmp_path / "three.png", size=model.input_size)
+    with torch.no_grad():
+        logits = model(model.to_channels(x))[0]
+        handle = dict(model.net.named_modules())["features.3"].register_forward_hook(lambda m, i, out: out * 0)
+        try:
+            zeroed = model(model.to_channels(x))[0]
+        finally:
+            handle.remove()
+    top = int(logits.argmax())
+    change = float(logits[top] - zeroed[top])
+    assert abs(arrays["channels"].sum() - change) <= 0.05 * abs(change), (arrays["channels"].sum(), change)
     assert np.isclose(arrays["spatial"].sum(), arrays["channels"].sum(), rtol=1e-4)
     assert "3 neuron groups" in out and "channels that carry it most" in out
     assert Image.open(tmp_path / "b.png").size[0] > Image.open(tmp_path / "b.png").size[1]

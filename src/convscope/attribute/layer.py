@@ -22,7 +22,7 @@ from convscope.attribute.targets import objective_for
 from convscope.core.forward import score
 from convscope.core.hooks import capture, frozen, replaced
 from convscope.core.objectives import Objective
-from convscope.errors import ConvscopeError
+from convscope.core.summary import map_layer
 from convscope.models.model import Model, as_model
 
 #: Points along the path per forward/backward (CPU, GPU).
@@ -70,6 +70,7 @@ def layer_attribution(model: Model | nn.Module, x: torch.Tensor, layer: str,
     """Integrated Gradients of ``target`` (the top class by default) at ``layer`` for images ``x``
     ``(B, 3, H, W)`` in [0, 1], by the midpoint rule over ``steps`` points."""
     model = as_model(model)
+    map_layer(model, layer, "layer attribution")
     x = x.to(model.device)
     objective = objective_for(model, x, target)
     parts = [_one(model, x[i:i + 1], layer, objective.example(i), steps, chunk_size) for i in range(len(x))]
@@ -81,9 +82,6 @@ def _one(model: Model, x: torch.Tensor, layer: str, objective: Objective, steps:
     with frozen(model.net):
         with torch.no_grad():
             acts = capture(model, model.net, x, [layer], detach=True)[layer]
-            if acts.dim() != 4:
-                raise ConvscopeError(f"layer {layer!r} gives shape {tuple(acts.shape[1:])}; layer attribution needs "
-                                     f"(C, h, w) maps: choose a convolutional layer")
             full = score(model, x, objective)
             with replaced(model.net, layer, torch.zeros_like):
                 empty = score(model, x, objective)

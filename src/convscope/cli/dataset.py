@@ -22,7 +22,7 @@ from convscope.data.distributed import process_group
 from convscope.errors import ConvscopeError
 from convscope.inspect.atlas import activation_atlas, activation_samples
 from convscope.inspect.codes import extract_codes
-from convscope.inspect.embedding import METHODS, embed_2d, grid_picture, knn_accuracy, scatter_picture
+from convscope.inspect.embedding import METHODS, check_method, embed_2d, grid_picture, knn_accuracy, scatter_picture
 from convscope.inspect.top_patches import top_activations_of as top_images
 from convscope.models import DEFAULT_MODEL
 
@@ -44,8 +44,7 @@ def embed(dataset: DatasetArgument, output: FolderOption,
           batch_size: BatchOption = None, workers: WorkersOption = None, chunk: ChunkOption = 256,
           model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Codes of every image, embedded in 2-D: grid.png, scatter.png, report.json, codes.npy."""
-    if method not in METHODS:
-        raise ConvscopeError(f"--method {method!r}; accepted: {', '.join(METHODS)}")
+    check_method(method)
     images = open_dataset(dataset)
     with process_group(device) as ranks:
         net = open_model(model, device)
@@ -110,8 +109,7 @@ def atlas(dataset: DatasetArgument, output: FolderOption,
           model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Activation atlas: the layer's activation vectors over the dataset, laid out in 2-D, binned
     into a grid, each cell drawn as the feature visualization of its mean: atlas.png, atlas.npz."""
-    if method not in METHODS:
-        raise ConvscopeError(f"--method {method!r}; accepted: {', '.join(METHODS)}")
+    check_method(method)
     images = open_dataset(dataset)
     with process_group(device) as ranks:
         net = open_model(model, device)

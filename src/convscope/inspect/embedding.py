@@ -7,6 +7,7 @@ optimal assignment), which ``grid_picture`` fills with the images (Karpathy's t-
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Sequence
@@ -35,8 +36,7 @@ def embed_2d(codes: np.ndarray, method: str = "tsne", *, perplexity: float = 30.
     Raises:
         ConvscopeError: an unknown method, too few points, or umap-learn not installed.
     """
-    if method not in METHODS:
-        raise unknown_choice("embedding method", method, METHODS)
+    check_method(method)
     codes = np.ascontiguousarray(codes, dtype=np.float32)
     if len(codes) < 5:
         raise ConvscopeError(f"{len(codes)} codes are too few to embed; at least 5 are needed")
@@ -49,6 +49,15 @@ def embed_2d(codes: np.ndarray, method: str = "tsne", *, perplexity: float = 30.
         except ImportError:
             warnings.warn("openTSNE is not installed; using scikit-learn's TSNE (slower)", stacklevel=2)
     return _sklearn_tsne(codes, perplexity, seed)
+
+
+def check_method(method: str) -> None:
+    """Refuses, in one line, a method that is unknown or whose package is missing, so a command
+    can check before its dataset pass."""
+    if method not in METHODS:
+        raise unknown_choice("embedding method", method, METHODS)
+    if method == "umap" and importlib.util.find_spec("umap") is None:
+        raise ConvscopeError("--method umap needs umap-learn: pip install 'convscope[umap]'")
 
 
 def _open_tsne(codes: np.ndarray, perplexity: float, seed: int, progress: bool) -> np.ndarray:
@@ -72,10 +81,7 @@ def _sklearn_tsne(codes: np.ndarray, perplexity: float, seed: int) -> np.ndarray
 
 
 def _umap(codes: np.ndarray, seed: int) -> np.ndarray:
-    try:
-        import umap
-    except ImportError:
-        raise ConvscopeError("--method umap needs umap-learn: pip install 'convscope[umap]'") from None
+    import umap
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns that a seed turns off parallelism
         return umap.UMAP(random_state=seed).fit_transform(codes).astype(np.float32)

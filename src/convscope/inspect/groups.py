@@ -17,6 +17,7 @@ from torch import nn
 
 from convscope.core.hooks import capture, frozen
 from convscope.core.render import Picture, grid, overlay, picture
+from convscope.core.summary import map_layer
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
 
@@ -73,11 +74,9 @@ def neuron_groups(model: Model | nn.Module, x: torch.Tensor, layer: str, *, grou
     model = as_model(model)
     if x.dim() != 4 or len(x) != 1:
         raise ConvscopeError(f"neuron groups take one image (1, 3, H, W), not {tuple(x.shape)}")
+    map_layer(model, layer, "neuron groups")
     with frozen(model.net), torch.no_grad():
         acts = capture(model, model.net, x.to(model.device), [layer], detach=True)[layer]
-    if acts.dim() != 4:
-        raise ConvscopeError(f"layer {layer!r} gives shape {tuple(acts.shape[1:])}; neuron groups need (C, h, w) "
-                             f"maps: choose a convolutional layer")
     activations = acts[0].float().cpu().clamp_min(0)
     channels, height, width = activations.shape
     if not 1 <= groups <= min(channels, height * width):

@@ -76,14 +76,15 @@ def _channels(chunk: int, size: int, count: int) -> list[int]:
 
 def _render_chunk(model: Model, layer: str, numbers: list[int], site: Path, settings: UnitSettings,
                   seed: int) -> None:
-    per_batch = max(1, settings.batch // (2 + settings.diverse))
-    parts = [channel_views(model, layer, numbers[start:start + per_batch], diverse=settings.diverse,
-                           size=settings.size, steps=settings.steps, transforms="affine", seed=seed * 1009 + start)
-             for start in range(0, len(numbers), per_batch)]
+    per_batch = max(1, settings.batch // (2 + settings.diverse))  # channels whose views fill one batch
+    parts = [channel_views(model, layer, part, diverse=settings.diverse, size=settings.size, steps=settings.steps,
+                           transforms="affine", seed=seed * 1009 + k)  # a seed of its own for each batch of the chunk
+             for k, part in enumerate(_batches(numbers, per_batch))]
     views = ChannelViews.concatenate(parts)
     photo = sample_image(settings.photo, size=settings.size * 2)
-    dreams = dream(model, photo.expand(len(numbers), -1, -1, -1), layer, channel=torch.tensor(numbers), octaves=3,
-                   steps=10, seed=seed).images
+    dreams = torch.cat([dream(model, photo.expand(len(part), -1, -1, -1), layer, channel=torch.tensor(part),
+                              octaves=3, steps=10, seed=seed).images       # one copy of the photo per channel
+                        for part in _batches(numbers, settings.batch)])
     for i, channel in enumerate(numbers):
         folder = unit_folder(site, layer, channel)
         folder.mkdir(parents=True, exist_ok=True)
@@ -91,3 +92,7 @@ def _render_chunk(model: Model, layer: str, numbers: list[int], site: Path, sett
                  **{f"diverse-{k + 1}": image for k, image in enumerate(views.diverse[i])}}
         for name, image in shown.items():
             picture(image).save(folder / f"{name}.png")
+
+
+def _batches(numbers: list[int], size: int) -> list[list[int]]:
+    return [numbers[start:start + size] for start in range(0, len(numbers), size)]

@@ -74,8 +74,9 @@ class RandomAffine(Transform):
     """Shift, scale and rotation drawn at once and applied in one bilinear resampling that keeps
     the image's size; what comes into view from outside is ``fill`` grey.
 
-    The same kinds of change as pad, jitter, scale and rotate in sequence, at about a tenth of
-    their cost, and with one input shape for every step (the convolutions' plans are reused).
+    The same kinds of change as pad, jitter, scale and rotate in sequence at half their cost (16
+    images of 128 px, forward and backward on 2 CPU cores: 10-12 ms against 22-24 ms a step),
+    and with one input shape for every step, so the convolutions' plans are reused.
     Shifts are up to ``shift`` pixels each way, scales and angles (degrees) drawn from the lists.
     """
 
@@ -108,21 +109,24 @@ class Compose(Transform):
         return x
 
 
+#: Olah et al.'s draws: scales 0.9 to 1.1, angles -10 to 10 degrees with 0 weighted up.
+SCALES = [1 + (i - 5) / 50 for i in range(11)]
+ANGLES = list(range(-10, 11)) + 5 * [0]
+
+
 def standard_transforms(scale: float = 1.0) -> Compose:
     """The robustness set of Olah et al. 2017 (pad 12, jitter 8, scale 0.9-1.1, rotate +-10 degrees,
     jitter 4), its pixel amounts multiplied by ``scale`` for images larger or smaller than ~224 px."""
     def px(n):
         return max(1, round(n * scale))
-    return Compose([Pad(px(12)), Jitter(px(8)), RandomScale([1 + (i - 5) / 50 for i in range(11)]),
-                    RandomRotate(list(range(-10, 11)) + 5 * [0]), Jitter(px(4))])
+    return Compose([Pad(px(12)), Jitter(px(8)), RandomScale(SCALES), RandomRotate(ANGLES), Jitter(px(4))])
 
 
 def affine_transforms(scale: float = 1.0) -> RandomAffine:
     """The ranges of :func:`standard_transforms` as one :class:`RandomAffine` at a fixed size:
     the same scales and angles, shifts up to 6 pixels times ``scale`` (as far as the padding
     lets grey show there)."""
-    return RandomAffine(max(1, round(6 * scale)), [1 + (i - 5) / 50 for i in range(11)],
-                        list(range(-10, 11)) + 5 * [0])
+    return RandomAffine(max(1, round(6 * scale)), SCALES, ANGLES)
 
 
 def jitter_only(pixels: int) -> Compose:
