@@ -29,7 +29,7 @@ from convscope.attribute.averaged import integrated_gradients
 from convscope.attribute.cam import grad_cam
 from convscope.attribute.core import attribute
 from convscope.attribute.occlusion import DRILL, fast_on_cpu, occlusion
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_model
 from convscope.core.hooks import frozen
 from convscope.core.layout import channels_last
 from convscope.core.metrics import ssim

@@ -172,14 +172,13 @@ def once(fns: dict) -> dict[str, float]:
 
 def forward_floor(model, x, forwards: int) -> float:
     """Seconds for ``forwards`` images through the folded, channels-last network at the best batch (4)."""
-    from convscope.core.folding import fast_model
-    from convscope.core.layout import in_fast_layout
+    from convscope.core.fastpath import fast_model, in_fast_layout
     fast = fast_model(model, [], x[:4])
     batch = x[:4]
 
     def run():
         with frozen(fast.net), torch.inference_mode():
-            in_fast_layout(fast.net, lambda z: fast(z), batch)
+            in_fast_layout(fast, lambda z: fast(z), batch)
     per_batch = interleaved({"f": run}, 10)["f"]
     return per_batch * math.ceil(forwards / 4)
 

@@ -7,7 +7,7 @@ from torch import nn
 
 import convscope as cs
 from convscope.attribute.core import attribute
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_model
 from convscope.core.hooks import capture
 from convscope.core.objectives import class_logit
 from tests.conftest import assert_unchanged, snapshot

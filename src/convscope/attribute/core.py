@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 from convscope.core.forward import read, score
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_model, in_fast_layout
 from convscope.core.hooks import frozen
-from convscope.core.layout import in_fast_layout
 from convscope.core.objectives import Objective
 from convscope.core.rectifiers import apply_rule, check_rule
 from convscope.models.model import Model, as_model
@@ -44,7 +43,7 @@ def attribute(model: Model | nn.Module, x: torch.Tensor, objective: Objective, *
             apply_rule(total, rule)
             (grad,) = torch.autograd.grad(total, x)
         return grad.contiguous()
-    return in_fast_layout(model.net, gradient, x.to(model.device))
+    return in_fast_layout(model, gradient, x.to(model.device))
 
 
 def layer_gradient(model: Model | nn.Module, x: torch.Tensor, objective: Objective, layer: str
@@ -65,4 +64,4 @@ def layer_gradient(model: Model | nn.Module, x: torch.Tensor, objective: Objecti
             acts = read(model, x, objective, leaves=[layer])
             (grad,) = torch.autograd.grad(objective(acts).sum(), acts[layer])
         return acts[layer].detach().contiguous(), grad.detach().contiguous()
-    return in_fast_layout(model.net, read_gradient, x.detach().to(model.device))
+    return in_fast_layout(model, read_gradient, x.detach().to(model.device))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_model
 from convscope.core.forward import score
 from convscope.core.hooks import frozen
 from convscope.core.objectives import Objective

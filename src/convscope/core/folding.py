@@ -20,9 +20,11 @@ only where it computes the same values:
   one of its calls takes the output of one and the same convolution, and that convolution runs
   exactly as often (so no call of it feeds anything else first); a pad likewise, before a
   convolution, or as a convolution's own child module (which its ``forward`` calls);
-* the copy's output must match the original's on the first image it serves, shrunk to the
-  model's input size when larger (a convolution whose output is read elsewhere too, or one that
-  transforms its weights in ``forward``, fails this, and the original runs);
+* the copy serves only once it proved itself on the host where it runs: its output and its input
+  gradient against the original's in float64 (:mod:`convscope.core.selfcheck`; a convolution
+  whose output is read elsewhere too, or one that transforms its weights in ``forward``, fails
+  this, and so does a network that amplifies the rounding of the merged weights); the choice is
+  made in :mod:`convscope.core.fastpath`;
 * a network with hooks of the user's on it runs as it is (they would fire in the copy, on
   folded values, or not at all for a removed batch norm);
 * a method that reads a folded convolution's own output (before its batch norm) or a folded
@@ -33,74 +35,72 @@ only where it computes the same values:
 from __future__ import annotations
 
 import copy
-import dataclasses
-import itertools
 import weakref
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from convscope.core.hooks import frozen, trace_calls
+from convscope.core.selfcheck import signature
 from convscope.models.model import Model
 
-#: Largest difference of the folded network's output from the original's, relative to the
-#: original's largest absolute value, that still counts as the same function (rounding is ~1e-6).
-TOLERANCE = 1e-4
-
-
 @dataclass
-class _Folded:
+class Folded:
     signature: tuple
     net: nn.Module | None           # None: nothing to fold, or the copy did not compute the same
     changed: frozenset[str]         # layers whose output differs in the copy: folded convolutions and pads
 
 
-_FOLDED: weakref.WeakKeyDictionary[nn.Module, _Folded] = weakref.WeakKeyDictionary()
-_COPIES: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_FOLDED: weakref.WeakKeyDictionary[nn.Module, Folded] = weakref.WeakKeyDictionary()
+_COPIES: weakref.WeakKeyDictionary[nn.Module, weakref.ref[nn.Module]] = weakref.WeakKeyDictionary()
 
 
-def fast_model(model: Model, reads: Iterable[str], x: torch.Tensor) -> Model:
-    """``model`` with its batch norms and pads folded, when that computes the same values; else ``model``.
+def folded_copy(model: Model, x: torch.Tensor) -> Folded | None:
+    """``model``'s network with its batch norms and pads folded, made once per network state.
 
     Args:
         model: the model a method is about to run many times.
-        reads: the layers the method reads (``name`` or ``name@k``), besides input and output.
-        x: ``(B, C, H, W)`` pixels in [0, 1] like the method's; the first image checks the copy.
+        x: ``(B, C, H, W)`` pixels in [0, 1] like the method's; one forward of the first image shows
+            which layers fold.
 
     Returns:
-        A :class:`Model` with the same preprocessing and labels; its network is the folded copy
-        or the original.
+        The copy and the layers whose output it changes (``net`` None: nothing to fold, or the
+        network cannot be copied); None when the network has the user's hooks, is a copy itself,
+        or refuses every probe.
     """
     if model.net in _COPIES or _hooked(model.net):
-        return model
-    signature = _signature(model.net)
+        return None
+    state = signature(model.net)
     folded = _FOLDED.get(model.net)
-    if folded is None or folded.signature != signature:
-        folded = _fold_checked(model, x, signature)
+    if folded is None or folded.signature != state:
+        folded = _fold_checked(model, x, state)
         if folded is None:
-            return model
+            return None
         _FOLDED[model.net] = folded
-    if folded.net is None or any(name.split("@")[0] in folded.changed for name in reads):
-        return model
-    return dataclasses.replace(model, net=folded.net)
+    return folded
 
 
-def _fold_checked(model: Model, x: torch.Tensor, signature: tuple) -> _Folded | None:
-    """Folds, checked on the first image shrunk to the model's input size when larger, so that the
-    checks (one traced forward keeping every layer's input and output) cost what one ordinary image
+def original_of(net: nn.Module) -> nn.Module:
+    """The user's network of a folded copy; ``net`` itself otherwise."""
+    original = _COPIES.get(net)
+    return net if original is None else original()
+
+
+def _fold_checked(model: Model, x: torch.Tensor, state: tuple) -> Folded | None:
+    """Folds, traced on the first image shrunk to the model's input size when larger, so that the
+    trace (one forward keeping every layer's input and output) costs what one ordinary image
     does, not what a 2048-pixel DeepDream does; on the image itself when the network refuses the
     smaller size (a fixed-size head). A smaller image that the network refuses (below its minimum
-    size, or not its fixed size) is checked at the input size instead. None when every probe is
+    size, or not its fixed size) is traced at the input size instead. None when every probe is
     refused: the method then runs the original network and reports the input's fault itself."""
     image = x[:1].detach().to(model.device)
     larger = image.shape[-2] * image.shape[-1] > model.input_size[0] * model.input_size[1]
     with torch.inference_mode(False):  # the copy's tensors must serve autograd later
         for probe in [model.prepare(image), image] if larger else [image, model.prepare(image)]:
             try:
-                return _Folded(signature, *_fold(model, probe.clone()))
+                return Folded(state, *_fold(model, probe.clone()))
             except Exception:  # the user's forward refused this probe
                 continue
     return None
@@ -110,10 +110,6 @@ def _hooked(net: nn.Module) -> bool:
     """Whether the user has hooks on the network's modules: they must see its own layers run."""
     return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
                for m in net.modules())
-
-
-def _signature(net: nn.Module) -> tuple:
-    return tuple((t.data_ptr(), t._version, t.dtype) for t in itertools.chain(net.parameters(), net.buffers()))
 
 
 def _fold(model: Model, x: torch.Tensor) -> tuple[nn.Module | None, frozenset[str]]:
@@ -133,9 +129,7 @@ def _fold(model: Model, x: torch.Tensor) -> tuple[nn.Module | None, frozenset[st
         left, _, top, _ = modules[pad].padding
         modules[convolution].padding = (modules[convolution].padding[0] + top, modules[convolution].padding[1] + left)
         _replace(modules, pad)
-    if not _same_output(model, net, x):
-        return None, frozenset()
-    _COPIES.add(net)
+    _COPIES[net] = weakref.ref(model.net)
     return net, frozenset(norms.values()) | frozenset(pads.values())
 
 
@@ -206,11 +200,3 @@ def _merge(convolution: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
                                     norm.eps, norm.weight, norm.bias)
     convolution.weight = nn.Parameter(weight, requires_grad=False)
     convolution.bias = nn.Parameter(bias, requires_grad=False)
-
-
-def _same_output(model: Model, net: nn.Module, x: torch.Tensor) -> bool:
-    with frozen(model.net), torch.no_grad():
-        expected, got = model(x), net(model.normalize(x))
-    if not isinstance(expected, torch.Tensor) or not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-        return False
-    return bool((got - expected).abs().max() <= TOLERANCE * expected.abs().max())

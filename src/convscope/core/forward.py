@@ -7,9 +7,8 @@ from contextlib import contextmanager
 
 import torch
 
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_model, in_fast_layout
 from convscope.core.hooks import Probe, frozen
-from convscope.core.layout import in_fast_layout
 from convscope.core.objectives import INPUT, OUTPUT, Objective
 from convscope.models.model import Model
 
@@ -50,4 +49,4 @@ def copy_scorer(model: Model, objective: Objective,
     layout); ``example`` is a batch like the copies' images (the folding is checked on it)."""
     fast = fast_model(model, objective.layers, example)
     with frozen(fast.net), torch.no_grad():
-        yield lambda copies: in_fast_layout(fast.net, lambda z: score(fast, z, objective), copies)
+        yield lambda copies: in_fast_layout(fast, lambda z: score(fast, z, objective), copies)

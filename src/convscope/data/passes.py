@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_model, in_fast_layout
 from convscope.core.hooks import capture, frozen
-from convscope.core.layout import in_fast_layout
 from convscope.data.datasets import ImageDataset
 from convscope.data.distributed import Ranks
 from convscope.data.loader import Batch, chunk_range, default_workers, stream
@@ -60,7 +59,7 @@ def run_pass(model: Model, dataset: ImageDataset, layers: list[str], store: Chun
             if len(batch.indices):
                 x = batch.images.to(model.device, non_blocking=True)
                 fast = fast_model(model, layers, x)
-                reducer.add(batch, in_fast_layout(fast.net, lambda z: capture(fast, fast.net, z, layers), x))
+                reducer.add(batch, in_fast_layout(fast, lambda z: capture(fast, fast.net, z, layers), x))
             failures.extend(batch.failures)
             bar.update(len(batch.indices) + len(batch.failures))
             if batch.last:

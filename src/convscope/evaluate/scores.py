@@ -7,9 +7,8 @@ from collections.abc import Iterable
 
 import torch
 
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_model, in_fast_layout
 from convscope.core.hooks import frozen
-from convscope.core.layout import in_fast_layout
 from convscope.errors import unknown_choice
 from convscope.models.model import Model
 
@@ -36,7 +35,7 @@ def class_scores(model: Model, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         for images, classes in batches:
             images = images.to(model.device)
             fast = fast or fast_model(model, [], images)
-            logits = in_fast_layout(fast.net, lambda z: fast.run_accepted(fast, z), images)
+            logits = in_fast_layout(fast, lambda z: fast.run_accepted(fast, z), images)
             scores.append(read(logits.float(), classes.to(logits.device)).cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
 

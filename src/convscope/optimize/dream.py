@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from convscope.core.denormals import flush_denormals
 from convscope.core.forward import score
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_model
 from convscope.core.hooks import frozen
 from convscope.core.images import resize
 from convscope.core.objectives import Objective, layer_norm

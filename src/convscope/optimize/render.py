@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from convscope.core.denormals import flush_denormals
 from convscope.core.forward import read
-from convscope.core.folding import fast_model
+from convscope.core.fastpath import fast_layout, fast_model
 from convscope.core.hooks import frozen
 from convscope.core.objectives import INPUT, Objective
 from convscope.core.render import Picture, grid, picture
@@ -127,6 +127,7 @@ class _Step:
         self.model, self.objective, self.param = model, objective, param
         self.transforms, self.seed, self.input_size = transforms, seed, input_size
         self.step, self.last_scores = 0, torch.zeros(0)
+        self.layout: torch.memory_format | None = None
 
     def __call__(self) -> torch.Tensor:
         for tensor in self.param.tensors:
@@ -145,8 +146,9 @@ class _Step:
             x = self.transforms(x, torch.Generator().manual_seed(self.seed * 1_000_003 + self.step))
         if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        if x.device.type == "cpu":  # oneDNN convolutions run faster on channels-last input
-            x = x.contiguous(memory_format=torch.channels_last)
+        if self.layout is None:  # oneDNN convolutions run faster on channels-last input, where it proved itself
+            self.layout = fast_layout(self.model, x.detach())
+        x = x.contiguous(memory_format=self.layout)
         acts = read(self.model, x, self.objective)
         acts[INPUT] = image
         return self.objective(acts)
