@@ -14,6 +14,7 @@ import torch
 
 import convscope as cs
 from convscope.models.external import IMAGENET_MEAN, IMAGENET_STD
+from convscope.samples import SAMPLES
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ ARCHITECTURES = [
     Arch("timm-repvgg_a0", _timm("repvgg_a0")),
     Arch("timm-vit_tiny", _timm("vit_tiny_patch16_224", img_size=64, depth=2), fixed=True),
     Arch("timm-deit_tiny_distilled", _timm("deit_tiny_distilled_patch16_224", img_size=64, depth=2), fixed=True),
+    Arch("timm-levit_128s", _timm("levit_128s", img_size=64), fixed=True),  # tokens after a batch norm
+    Arch("timm-lambda_resnet26t", _timm("lambda_resnet26t")),
+    Arch("timm-sequencer2d_s", _timm("sequencer2d_s", layers=(1, 1, 1, 1))),  # BiLSTMs over rows and columns
     Arch("timm-swin_tiny", _timm("swin_tiny_patch4_window7_224", img_size=64, window_size=4, depths=(1, 1, 1, 1),
                                  embed_dim=24), fixed=True, windowed=True),
 ]
@@ -99,19 +103,27 @@ def _enliven(model: cs.Model) -> None:
     logit 0) or their activations vanishing or exploding through dozens of batch norms at unit
     statistics (logits of 1e-13 or 1e8): no test could then see a wrong map. Zero weights get
     small random values, batch norms random affine parameters, and their running statistics are
-    measured on random images, as training would leave them."""
+    measured on the four sample photos and their mirror images, as training on photos would leave
+    them (statistics of noise hide the drifts that photos show); the classifier is scaled so that
+    the logits spread like a trained one's (standard deviation 3)."""
     norms = [m for m in model.net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    photos = torch.cat([cs.sample_image(name, size=model.input_size) for name in SAMPLES])
+    photos = torch.cat([photos, photos.flip(-1)])
     with torch.no_grad():
         for parameter in model.net.parameters():
             if parameter.dim() >= 2 and not parameter.any():
                 parameter.normal_(0, 0.05)
         for norm in norms:
             norm.reset_running_stats()
-            norm.momentum = None  # a cumulative average over the calibration batches
+            norm.momentum = None  # a cumulative average over the calibration batch
             if norm.affine:
                 norm.weight.uniform_(0.5, 1.5)
                 norm.bias.normal_(0, 0.2)
         model.net.train()
-        for _ in range(2):
-            model(torch.rand(8, 3, *model.input_size))
-    model.net.eval()
+        model(photos)
+        model.net.eval()
+        head = [m for m in model.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        scale = 3 / model(photos).std().clamp_min(1e-12)
+        head.weight.mul_(scale)
+        if head.bias is not None:
+            head.bias.mul_(scale)

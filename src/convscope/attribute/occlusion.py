@@ -43,10 +43,11 @@ Three ways to evaluate the occluded copies, all batched:
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +55,9 @@ from torch import nn
 from tqdm import tqdm
 
 from convscope.core.hooks import frozen
-from convscope.core.incremental import IncrementalInference
+from convscope.core.incremental import IncrementalInference, Unreplayable
 from convscope.core.render import Picture, overlay, picture, side_by_side
+from convscope.core.selfcheck import LOOSE, output_tolerance, relative_error
 from convscope.core.smoothing import gaussian_blur
 from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
@@ -67,6 +69,7 @@ PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": to
 #: positions in all, SSIM >= 0.9 to exact on the sample photos; 0.2 is faster, SSIM 0.80-0.88).
 DRILL = 0.5
 CPU_CHUNK, GPU_CHUNK = 32, 256
+log = logging.getLogger("convscope.occlusion")
 
 
 @dataclass
@@ -79,6 +82,7 @@ class OcclusionMap:
         attribution: ``(B, H, W)`` mean probability drop over the patches covering each pixel.
         patch, stride: patch side and step, in pixels.
         images: ``(B, 3, H, W)`` the images.
+        notes: how the copies were evaluated where it differs from what ``mode`` asked, and why.
     """
 
     probabilities: torch.Tensor
@@ -87,6 +91,7 @@ class OcclusionMap:
     patch: int
     stride: int
     images: torch.Tensor
+    notes: list[str] = field(default_factory=list)
 
     @property
     def map(self) -> torch.Tensor:
@@ -137,7 +142,7 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
         else target
     rows, cols = _positions(x.shape[-2], patch, stride), _positions(x.shape[-1], patch, stride)
     chunk = chunk_size or (GPU_CHUNK if model.device.type == "cuda" else CPU_CHUNK)
-    maps, baselines = [], []
+    maps, baselines, notes = [], [], []
     planned = len(x) * _planned(len(rows) * len(cols), len(_every_other(rows)) * len(_every_other(cols)), mode, drill)
     with frozen(model.net), torch.no_grad(), _Progress(planned, progress, callback) as report:
         for image, index in zip(x.to(model.device), targets.tolist()):
@@ -145,10 +150,11 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
                              report)
             maps.append(scorer.drill_down(rows, cols, drill) if mode == "fast" else scorer.grid(rows, cols))
             baselines.append(scorer.baseline)
+            notes += [note for note in scorer.notes if note not in notes]
     probabilities, baseline = torch.stack(maps), torch.stack(baselines)
     attribution = _spread(baseline[:, None, None] - probabilities, x.shape[-2:], patch, stride)
     images = model.to_channels(x).expand(-1, 3, -1, -1).cpu()
-    return OcclusionMap(probabilities, baseline, attribution, patch, stride, images)
+    return OcclusionMap(probabilities, baseline, attribution, patch, stride, images, notes)
 
 
 def _check(x: torch.Tensor, patch: int, stride: int, fill: str, mode: str, drill: float, precision: str) -> None:
@@ -220,10 +226,35 @@ class _Scorer:
         self.model, self.x, self.target, self.patch, self.dtype = model, x, target, patch, dtype
         self.chunk, self.report = chunk, report
         self.source = _fill_source(x, fill)
-        self.engine = None if mode == "brute" else \
-            IncrementalInference(model, x, limit=limit if mode == "fast" else None,
-                                 channels_last=x.device.type == "cpu", dtype=dtype)
+        self.notes: list[str] = []
+        self.engine = None if mode == "brute" else self._replay(limit if mode == "fast" else None, dtype)
         self.baseline = model(x).float().softmax(-1)[0, target].cpu()
+
+    def _replay(self, limit: float | None, dtype: torch.dtype) -> IncrementalInference | None:
+        """The incremental replay, once it matched brute force on two occluded copies (the first
+        position and the middle one) within the float32 tolerance of :mod:`convscope.core.selfcheck`
+        (or the precision's own, when coarser); None (brute force, exact) where it did not or cannot."""
+        try:
+            engine = IncrementalInference(self.model, self.x, limit=limit, channels_last=self.x.device.type == "cpu",
+                                          dtype=dtype)
+        except Unreplayable as reason:
+            return self._brute_force(str(reason))
+        if limit is not None:
+            return engine  # approximate by design
+        middle = [(self.x.shape[-2] - self.patch) // 2, (self.x.shape[-1] - self.patch) // 2]
+        top, left = torch.tensor([0, middle[0]], device=self.x.device), torch.tensor([0, middle[1]], device=self.x.device)
+        values = _patches(self.source, top, left, self.patch)
+        error = relative_error(engine(top, left, values).float(), self.model(_paste(self.x, top, left, values)))
+        tolerance = max(output_tolerance(self.model, self.x) or LOOSE, 32 * torch.finfo(dtype).eps)
+        if not error <= tolerance:
+            return self._brute_force(f"the incremental replay's logits were {error:.1e} from brute force's "
+                                     f"(tolerance {tolerance:.1e})")
+        return engine
+
+    def _brute_force(self, reason: str) -> None:
+        log.info("occlusion runs brute force: %s", reason)
+        self.notes.append(f"brute force: {reason}")
+        return None
 
     def at(self, positions: torch.Tensor) -> torch.Tensor:
         """``(N,)`` probabilities with the patch's top-left corner at each ``(N, 2)`` position."""

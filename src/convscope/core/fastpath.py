@@ -6,8 +6,9 @@ dataset passes faster: the copy with batch norms and pads folded into convolutio
 (:mod:`convscope.core.layout`). Neither is used before it matched the original network's output
 and input gradient in float64 on the host, device and input size where it runs
 (:mod:`convscope.core.selfcheck`). The candidates, fastest first: the folded copy channels-last,
-the original channels-last, the folded copy, the original. Where none proves itself (the
-original included, when a kernel of this PyTorch is wrong for it), the one closest to float64
+the original channels-last, the folded copy, the original. A single image runs as a pair (the
+image twice) where only the pair's gradient is right (PyTorch's batch-norm backward at batch 1,
+see :mod:`convscope.core.selfcheck`). Where nothing proves itself, the way closest to float64
 runs, and the log says so.
 """
 
@@ -21,6 +22,7 @@ from typing import TypeVar
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
 from convscope.core.folding import folded_copy, original_of
 from convscope.core.layout import channels_last
@@ -48,30 +50,44 @@ def fast_model(model: Model, reads: Iterable[str], x: torch.Tensor) -> Model:
     folded = folded_copy(model, x)
     if folded is None or folded.net is None or any(name.split("@")[0] in folded.changed for name in reads):
         return model
-    layouts = [True, False] if _on_cpu(x) else [False]
-    for layout in layouts:
+    for layout in _layouts(model, x):
         verdict = check(model, folded.net, x, channels_last=layout, path=_path(True, layout))
         if verdict is None:
             return model
-        if verdict.trusted:
+        if verdict.trusted_at(len(x)):
             return dataclasses.replace(model, net=folded.net)
     return model
 
 
 def in_fast_layout(model: Model, run: Callable[[torch.Tensor], Result], x: torch.Tensor) -> Result:
-    """``run(x)``, with ``x`` and ``model``'s convolution weights channels-last on CPU when that
-    layout proved itself for this network (see the module docstring).
+    """``run(x)`` the fastest way that proved itself for ``model``'s network (see the module docstring):
+    channels-last on CPU, or not; and a single image as a pair (the image twice, the first result
+    kept) where only a pair gets the gradient right.
 
     Args:
         model: the model ``run`` calls (its network the original or a folded copy).
-        run: a function of the ``(B, C, H, W)`` input that may be called twice (once more in the
-            default layout if the network refuses channels-last).
+        run: a function of the ``(B, C, H, W)`` input whose tensors hold one row per image, that
+            may be called twice (once more in the default layout if the network refuses channels-last).
         x: the input.
 
     Returns:
         ``run``'s result; its tensors may be channels-last (same values).
     """
-    if fast_layout(model, x) != torch.channels_last:
+    layout, paired = _way(model, x)
+    if paired:
+        result = _run(model, run, x.repeat(2, *([1] * (x.dim() - 1))), layout)
+        return tree_map(lambda t: t[:1] if isinstance(t, torch.Tensor) and t.dim() and len(t) == 2 else t, result)
+    return _run(model, run, x, layout)
+
+
+def fast_layout(model: Model, x: torch.Tensor) -> torch.memory_format:
+    """The memory layout to give input like ``x`` for ``model``: channels-last where
+    :func:`in_fast_layout` would use it (for a caller that lays out its own input)."""
+    return torch.channels_last if _way(model, x)[0] else torch.contiguous_format
+
+
+def _run(model: Model, run: Callable[[torch.Tensor], Result], x: torch.Tensor, layout: bool) -> Result:
+    if not layout:
         return run(x)
     try:
         with channels_last(model.net):
@@ -83,37 +99,35 @@ def in_fast_layout(model: Model, run: Callable[[torch.Tensor], Result], x: torch
     return run(x)
 
 
-def fast_layout(model: Model, x: torch.Tensor) -> torch.memory_format:
-    """The memory layout to give input like ``x`` for ``model``: channels-last where
-    :func:`in_fast_layout` would use it (for a caller that lays out its own input)."""
-    if _on_cpu(x) and model.net not in _REFUSED and _channels_last_wins(model, x):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def _channels_last_wins(model: Model, x: torch.Tensor) -> bool:
-    """Whether channels-last proved itself for ``model.net``, or is closer to float64 than the
-    default layout where neither did."""
+def _way(model: Model, x: torch.Tensor) -> tuple[bool, bool]:
+    """``(channels-last, as a pair)``: the first way that proved itself for batches like ``x``; where
+    none did, the one closest to float64 (logged)."""
     original = dataclasses.replace(model, net=original_of(model.net))
     folded = original.net is not model.net
-    verdicts: list[Verdict | None] = []
-    for layout in (True, False):
+    tried: list[tuple[bool, Verdict]] = []
+    for layout in _layouts(model, x):
         verdict = check(original, model.net, x, channels_last=layout, path=_path(folded, layout))
         if verdict is None:
-            return False
-        if verdict.trusted:
-            return layout
-        verdicts.append(verdict)
-    best = min(verdicts, key=lambda v: v.gradient_error)
-    if best not in _WARNED:
-        _WARNED.add(best)
+            return False, False
+        if verdict.trusted_at(len(x)):
+            return layout, False
+        tried.append((layout, verdict))
+    if len(x) == 1:
+        for layout, verdict in tried:
+            if verdict.trusted_at(2):
+                return layout, True
+    layout, closest = min(tried, key=lambda item: (item[1].single if len(x) == 1 else item[1].batched)[1])
+    if closest not in _WARNED:
+        _WARNED.add(closest)
         log.warning("%s: no way of running the network matched float64 here; running the closest, %s",
-                    model.name, best)
-    return best is verdicts[0]
+                    model.name, closest)
+    return layout, False
 
 
-def _on_cpu(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.dim() == 4
+def _layouts(model: Model, x: torch.Tensor) -> list[bool]:
+    """Channels-last first where it may help (on CPU), then the default layout."""
+    cpu = x.device.type == "cpu" and x.dim() == 4 and model.net not in _REFUSED
+    return [True, False] if cpu else [False]
 
 
 def _path(folded: bool, layout: bool) -> str:

@@ -46,6 +46,10 @@ POINTWISE = {aten.hardtanh.default, aten.relu.default, aten.clamp.default, aten.
              aten.hardsigmoid.default}
 RESHAPES = {aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.expand.default}
 JOINS = {aten.cat.default, aten.stack.default}
+#: Ops that read only the dtype and device of their input (Swin's attention mask is ``x.new_zeros``):
+#: their output is a constant of the trace, not a function of the image.
+FACTORIES = {aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default, aten.new_full.default,
+             aten.new_empty_strided.default}
 
 
 @dataclass(frozen=True)
@@ -214,12 +218,15 @@ class _Recorder(EagerTracer):
         self.refs: dict[int, _Ref] = {id(x): _Ref(0)}
         self.nodes: list[_Node] = [_Node(None, (), {}, x)]
         self._alive: list = []  # the forward's own outputs, kept so that no other tensor takes their id
+        self.recurrent = None  # a recurrent layer's op, if the forward ran one
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         leaves, _ = tree_flatten((args, kwargs))
-        if any(isinstance(a, torch.Tensor) and id(a) in self.refs for a in leaves):
+        if _recurrent(func):
+            self.recurrent = func
+        if func not in FACTORIES and any(isinstance(a, torch.Tensor) and id(a) in self.refs for a in leaves):
             index = len(self.nodes)
             swap = lambda a: self.refs.get(id(a), a) if isinstance(a, torch.Tensor) else a  # noqa: E731
             # the cache keeps a copy: a later in-place op of the forward (SiLU(inplace=True), ``out +=
@@ -235,6 +242,18 @@ class _Recorder(EagerTracer):
                 if isinstance(tensor, torch.Tensor):
                     self.refs[id(tensor)] = _Ref(index, i if isinstance(out, (tuple, list)) else None)
         return out
+
+
+class Unreplayable(Exception):
+    """The network runs an op the replay cannot batch safely; brute force is the way."""
+
+
+def _recurrent(func) -> bool:
+    """Whether an aten op is a recurrent layer's (LSTM, GRU, RNN, any backend): its hidden state holds
+    the trace's batch in a dimension the replay does not widen, and oneDNN's kernel reads past it
+    (a heap corruption that ends the process) when the input holds more copies."""
+    name = getattr(getattr(func, "overloadpacket", None), "__name__", "")
+    return any(word in name for word in ("rnn", "lstm", "gru"))
 
 
 def _functional(func):
@@ -257,6 +276,9 @@ class IncrementalInference:
         channels_last: keep 4-D tensors in channels-last layout (faster convolutions on CPUs).
         dtype: floating type of the replayed computation (e.g. ``torch.bfloat16``); when None, each
             tensor keeps the type it had in the trace.
+
+    Raises:
+        Unreplayable: the forward runs an op that the replay cannot batch (a recurrent layer).
     """
 
     def __init__(self, run, x: torch.Tensor, *, limit: float | None = None, channels_last: bool = False,
@@ -264,6 +286,9 @@ class IncrementalInference:
         recorder = _Recorder(x)
         with torch.no_grad(), recorder:
             self.output = run(x)
+        if recorder.recurrent is not None:
+            raise Unreplayable(f"the network runs a recurrent layer ({recorder.recurrent}), which incremental "
+                               f"inference cannot batch")
         self.limit = limit
         self.output_ref = recorder.refs.get(id(self.output))
         self.layout = torch.channels_last if channels_last else torch.contiguous_format

@@ -25,9 +25,13 @@ gradients at batch 1 when its input is in the default layout and the incoming gr
 channels-last-strided with a batch stride other than ``C*H*W``: a network that flattens a batch
 norm's output into tokens (LeViT, lambda layers) gets that gradient, and plain autograd at batch
 1, in float32 and float64 alike, is then off by 100% (forward-mode differentiation and batch 2
-agree with each other, and with the channels-last path). A stand-in checked at batch 1 shows it.
+agree with each other, and with the channels-last path). The same kernel fails when the batch
+norm's input is a channel slice of a larger tensor (lambda layers split q, k and v so), in both
+layouts. A stand-in checked at batch 1 shows it, and :mod:`convscope.core.fastpath` then runs a
+single image as a pair.
 
-Verdicts are cached per network (and its parameters' versions), stand-in, device and probe size,
+Verdicts are cached per network (and its parameters' versions), stand-in, device, probe size and
+whether oneDNN is enabled,
 logged at debug level on ``convscope.selfcheck``, and listed by :func:`verdicts`.
 """
 
@@ -66,35 +70,41 @@ class Verdict:
         path: the stand-in, e.g. ``"folded copy, channels-last"``.
         size: ``(h, w)`` of the probe.
         device: where it ran.
-        output_error, gradient_error: relative difference from the float64 reference in the
-            Euclidean norm, the largest over the images of batch 1 and batch 2 (the norm, not the
-            largest element: in a ReLU network float32 flips the units nearest a kink, which moves
-            a few pixels' gradient by their whole value, and no faster path can avoid that).
-        output_tolerance, gradient_tolerance: what each may be (see the module docstring).
+        single, batched: ``(output, gradient)`` relative differences from the float64 reference in
+            the Euclidean norm, for the image alone and for the pair (the largest over its two
+            images). The norm, not the largest element: in a ReLU network float32 flips the units
+            nearest a kink, which moves a few pixels' gradient by their whole value, and no faster
+            path can avoid that.
+        tolerance: ``(output, gradient)``, what each may be (see the module docstring).
         problem: why the stand-in could not be compared (it raised), or ``""``.
     """
 
     path: str
     size: tuple[int, int]
     device: str
-    output_error: float
-    gradient_error: float
-    output_tolerance: float
-    gradient_tolerance: float
+    single: tuple[float, float]
+    batched: tuple[float, float]
+    tolerance: tuple[float, float]
     problem: str = ""
+
+    def trusted_at(self, batch: int) -> bool:
+        """Whether the stand-in may run a batch of this size (1, or any larger: checked at 2)."""
+        errors = self.single if batch == 1 else self.batched
+        return not self.problem and all(e <= t for e, t in zip(errors, self.tolerance))
 
     @property
     def trusted(self) -> bool:
-        return (not self.problem and self.output_error <= self.output_tolerance
-                and self.gradient_error <= self.gradient_tolerance)
+        return self.trusted_at(1) and self.trusted_at(2)
 
     def __str__(self) -> str:
         where = f"{self.path} at {self.size[0]}x{self.size[1]} on {self.device}"
         if self.problem:
             return f"{where}: not used ({self.problem})"
-        numbers = (f"output {self.output_error:.1e} (tolerance {self.output_tolerance:.1e}), "
-                   f"input gradient {self.gradient_error:.1e} (tolerance {self.gradient_tolerance:.1e}) from float64")
-        return f"{where}: {numbers}: {'used' if self.trusted else 'not used'}"
+        numbers = "; ".join(f"{label}: output {errors[0]:.1e}, input gradient {errors[1]:.1e}"
+                            for label, errors in (("one image", self.single), ("two", self.batched)))
+        verdict = "used" if self.trusted else "used for batches of 2 or more" if self.trusted_at(2) else "not used"
+        return (f"{where}: from float64, {numbers} (tolerances {self.tolerance[0]:.1e}, {self.tolerance[1]:.1e}): "
+                f"{verdict}")
 
 
 @dataclass
@@ -122,7 +132,7 @@ def check(model: Model, stand_in: nn.Module, x: torch.Tensor, *, channels_last: 
         probe = _probe(model, x)
         if probe is None:
             return None
-        key = (path, str(probe.device), tuple(probe.shape[-2:]), signature(model.net))
+        key = (path, *_where(probe), signature(model.net))
         known = _VERDICTS.setdefault(model.net, {})
         if key not in known:
             reference = _reference(model, probe)
@@ -133,6 +143,21 @@ def check(model: Model, stand_in: nn.Module, x: torch.Tensor, *, channels_last: 
     return known[key]
 
 
+def output_tolerance(model: Model, x: torch.Tensor) -> float | None:
+    """How far (relative, Euclidean norm) a stand-in's output may be from the original's for images
+    like ``x``: :data:`SLACK` times float32's own error there; None when the network refuses them."""
+    with torch.inference_mode(False):
+        probe = _probe(model, x)
+        reference = None if probe is None else _reference(model, probe)
+    return None if reference is None else reference.output_tolerance
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    """``|value - reference| / |reference|`` in the Euclidean norm, per batch item, the largest."""
+    difference = (value.double() - reference.double()).flatten(1).norm(dim=1)
+    return float((difference / reference.double().flatten(1).norm(dim=1).clamp_min(1e-300)).max())
+
+
 def verdicts(model: Model) -> list[Verdict]:
     """Every verdict made so far on ``model``'s network, oldest first."""
     return list(_VERDICTS.get(model.net, {}).values())
@@ -141,6 +166,11 @@ def verdicts(model: Model) -> list[Verdict]:
 def signature(net: nn.Module) -> tuple:
     """What identifies a network's numbers: each parameter's and buffer's storage, version and type."""
     return tuple((t.data_ptr(), t._version, t.dtype) for t in itertools.chain(net.parameters(), net.buffers()))
+
+
+def _where(probe: torch.Tensor) -> tuple:
+    """Device, size and kernel library: what decides the kernels a network runs on."""
+    return str(probe.device), tuple(probe.shape[-2:]), torch.backends.mkldnn.enabled
 
 
 def _probe(model: Model, x: torch.Tensor) -> torch.Tensor | None:
@@ -163,7 +193,7 @@ def _probe(model: Model, x: torch.Tensor) -> torch.Tensor | None:
 def _reference(model: Model, probe: torch.Tensor) -> _Reference | None:
     """The original network's float64 outputs and input gradient on the probe, and the tolerances
     from its float32 arithmetic; cached per network state, device and size."""
-    key = (str(probe.device), tuple(probe.shape[-2:]), signature(model.net))
+    key = (*_where(probe), signature(model.net))
     known = _REFERENCES.setdefault(model.net, {})
     if key not in known:
         known[key] = _measure(model, probe)
@@ -188,12 +218,13 @@ def _measure(model: Model, probe: torch.Tensor) -> _Reference | None:
         return _Reference(probe, weights, [o.double() for o in outputs32], gradient32.double(), LOOSE, LOOSE)
     return _Reference(probe, weights, outputs64, gradient64,
                       max(FLOOR, SLACK * _outputs_error(outputs32, outputs64)),
-                      max(FLOOR, SLACK * _error(gradient32, gradient64)))
+                      max(FLOOR, SLACK * relative_error(gradient32, gradient64)))
 
 
 def _compare(model: Model, stand_in: nn.Module, reference: _Reference, channels_last: bool, path: str) -> Verdict:
     size, device = tuple(reference.probe.shape[-2:]), str(reference.probe.device)
-    output_errors, gradient_errors = [], []
+    tolerance = (reference.output_tolerance, reference.gradient_tolerance)
+    errors = []
     try:
         with channels_last_weights(stand_in, channels_last):
             for count in (1, 2):
@@ -201,13 +232,12 @@ def _compare(model: Model, stand_in: nn.Module, reference: _Reference, channels_
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 outputs, gradient = _differentiate(model, stand_in, images, reference.weights)
-                output_errors.append(_outputs_error(outputs, [o[:count] for o in reference.outputs]))
-                gradient_errors.append(_error(gradient, reference.gradient[:count]))
+                errors.append((_outputs_error(outputs, [o[:count] for o in reference.outputs]),
+                               relative_error(gradient, reference.gradient[:count])))
     except Exception as error:  # e.g. a network that flattens with .view refuses channels-last
-        return Verdict(path, size, device, float("inf"), float("inf"), reference.output_tolerance,
-                       reference.gradient_tolerance, problem=f"{type(error).__name__}: {str(error)[:80]}")
-    return Verdict(path, size, device, max(output_errors), max(gradient_errors), reference.output_tolerance,
-                   reference.gradient_tolerance)
+        failed = (float("inf"), float("inf"))
+        return Verdict(path, size, device, failed, failed, tolerance, f"{type(error).__name__}: {str(error)[:80]}")
+    return Verdict(path, size, device, *errors, tolerance)
 
 
 def _differentiate(model: Model, net: nn.Module, images: torch.Tensor, weights: list[torch.Tensor]
@@ -225,13 +255,7 @@ def _differentiate(model: Model, net: nn.Module, images: torch.Tensor, weights: 
     return [o.detach() for o in outputs], gradient
 
 
-def _error(value: torch.Tensor, reference: torch.Tensor) -> float:
-    """``|value - reference| / |reference|`` in the Euclidean norm, per image, the largest."""
-    difference = (value.double() - reference).flatten(1).norm(dim=1)
-    return float((difference / reference.flatten(1).norm(dim=1).clamp_min(1e-300)).max())
-
-
 def _outputs_error(values: list[torch.Tensor], references: list[torch.Tensor]) -> float:
     if len(values) != len(references) or any(v.shape != r.shape for v, r in zip(values, references)):
         return float("inf")
-    return max(_error(v, r) for v, r in zip(values, references))
+    return max(relative_error(v, r) for v, r in zip(values, references))
