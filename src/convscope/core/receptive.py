@@ -5,7 +5,9 @@ input the receptive field of its units: along each spatial axis, unit ``i`` sees
 pixels ``[left + i * jump, left + i * jump + size - 1]``. Convolutions and pools grow it
 (``size += (k - 1) * dilation * jump``, ``jump *= stride``, ``left -= padding * jump``),
 padding shifts it, element-wise ops (residual sums) take the union of their inputs, and
-anything that mixes all positions (global pooling, flatten, linear) sees the whole image.
+anything that mixes all positions (global pooling, flatten, linear) sees the whole image, as does
+every op not known to keep positions apart (a recurrent layer over rows, a group norm): a field
+reported too large is a safe answer, one reported too small is a wrong one.
 Because the graph itself is followed, branches, reused modules and functional calls are
 all accounted for.
 """
@@ -136,6 +138,16 @@ class _Axes:
 _SAME_LAYOUT = {aten.clone.default, aten.contiguous.default, aten._to_copy.default, aten.alias.default,
                 aten.detach.default, aten.expand.default, aten.lift_fresh.default}
 _VIEWS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default}
+#: Ops that act on each position alone (besides those PyTorch tags pointwise): per-channel norms with
+#: fixed statistics, joins and splits (along channels; along space they change the shape, and the
+#: field becomes whole), dropout, and reductions (over channels; over space the shape changes).
+_POSITIONWISE = {aten.hardswish.default, aten.hardswish_.default, aten.native_batch_norm.default,
+                 aten._native_batch_norm_legit_no_training.default, aten.cat.default, aten.stack.default,
+                 aten.split.Tensor, aten.split_with_sizes.default, aten.slice.Tensor, aten.narrow.default,
+                 aten.select.int, aten.unbind.int, aten.chunk.default, aten.native_dropout.default,
+                 aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default}
+#: Normalizations along one dimension: positions kept unless that dimension is a spatial one.
+_ALONG_ONE_DIMENSION = {aten._softmax.default, aten._log_softmax.default, aten.softmax.int, aten.log_softmax.int}
 
 
 class ReceptiveFieldTracer(EagerTracer):
@@ -191,7 +203,11 @@ class ReceptiveFieldTracer(EagerTracer):
             window = self._window(func, args, rf)
             if window is not None:
                 return window, _Axes((2, 3), (1, 1), tuple(first.shape[-2:]))
-        return self._same_positions(carriers, first)
+        if func in _ALONG_ONE_DIMENSION and args[1] % source.dim() not in axes.dims:
+            return self._same_positions(carriers, first)
+        if torch.Tag.pointwise in func.tags or func in _POSITIONWISE:
+            return self._same_positions(carriers, first)
+        return self._whole()  # anything else may mix positions (a recurrent layer, attention, a group norm)
 
     def _window(self, func, args, rf: ReceptiveField) -> ReceptiveField | None:
         if func is aten.convolution.default and not args[6]:
