@@ -45,6 +45,8 @@ from tests.conftest import assert_unchanged, snapshot
 pytest.importorskip("torchvision")
 pytest.importorskip("timm")
 NAMES = [arch.name for arch in ARCHITECTURES]
+#: Networks whose attention is global over one token sequence (attention rollout's domain).
+GLOBAL_ATTENTION = {"tv-vit", "timm-vit_tiny", "timm-deit_tiny_distilled"}
 TARGET = 3
 
 
@@ -276,7 +278,7 @@ def test_every_method_works_or_is_refused_in_one_line_and_the_model_is_unchanged
         except cs.ConvscopeError as error:
             refused[method] = str(error)
     assert all("\n" not in reason for reason in refused.values())
-    rollout = {"attention-rollout"} if "vit" in name or "deit" in name else set()  # global attention only
+    rollout = {"attention-rollout"} if name in GLOBAL_ATTENTION else set()
     assert set(refused) - rollout <= {"guided", "deconvnet", "guided-gradcam", "attention-rollout"}, refused
     assert all("use" in reason for reason in refused.values())  # each says what to use instead
     assert not rollout & set(refused)
