@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
 from collections.abc import Sequence
 from typing import Annotated
@@ -208,8 +209,8 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
 def _job_routes(app: FastAPI, explorer: Explorer) -> None:
     jobs = explorer.jobs
 
-    def queued(kind: str, run) -> JSONResponse:
-        return JSONResponse(jobs.submit(kind, run).status(), status_code=202)
+    def queued(kind: str, recipe) -> JSONResponse:
+        return JSONResponse(jobs.submit(kind, recipe).status(), status_code=202)
 
     @app.post("/api/jobs/dream", tags=["jobs"], status_code=202)
     def dream(request: tasks.DreamRequest) -> JSONResponse:
@@ -217,30 +218,30 @@ def _job_routes(app: FastAPI, explorer: Explorer) -> None:
         explorer.check_layer(request.layer)
         if request.channel is not None:
             explorer.check_channel(request.layer, request.channel)
-        return queued("dream", tasks.run_dream(request, explorer.store.get(request.image)))
+        return queued("dream", partial(tasks.run_dream, request, explorer.store.get(request.image)))
 
     @app.post("/api/jobs/style", tags=["jobs"], status_code=202)
     def style(request: tasks.StyleRequest) -> JSONResponse:
         """Gatys style transfer of the image in a built-in style."""
-        return queued("style", tasks.run_style(request, explorer.store.get(request.image)))
+        return queued("style", partial(tasks.run_style, request, explorer.store.get(request.image)))
 
     @app.post("/api/jobs/invert", tags=["jobs"], status_code=202)
     def invert(request: tasks.InvertRequest) -> JSONResponse:
         """Reconstruct the image from its code at a layer."""
         explorer.check_layer(request.layer)
-        return queued("invert", tasks.run_invert(request, explorer.store.get(request.image)))
+        return queued("invert", partial(tasks.run_invert, request, explorer.store.get(request.image)))
 
     @app.post("/api/jobs/attack", tags=["jobs"], status_code=202)
     def attack(request: tasks.AttackRequest) -> JSONResponse:
         """An adversarial example: the original, the adversarial image and the change magnified."""
         explorer.check_class(request.target)
-        return queued("attack", tasks.run_attack(request, explorer.store.get(request.image)))
+        return queued("attack", partial(tasks.run_attack, request, explorer.store.get(request.image)))
 
     @app.post("/api/jobs/attribution", tags=["jobs"], status_code=202)
     def attribution(request: tasks.AttributionRequest) -> JSONResponse:
         """A gradient map, Grad-CAM or occlusion for a class (the top class when none is given)."""
         explorer.check_class(request.target)
-        return queued("attribution", tasks.run_attribution(request, explorer.store.get(request.image)))
+        return queued("attribution", partial(tasks.run_attribution, request, explorer.store.get(request.image)))
 
     @app.post("/api/jobs/visualize", tags=["jobs"], status_code=202)
     def visualize(request: tasks.VisualizeRequest) -> JSONResponse:
@@ -253,7 +254,7 @@ def _job_routes(app: FastAPI, explorer: Explorer) -> None:
                 return JSONResponse(jobs.get(cached).status(), status_code=202)
         except UnknownJob:
             pass
-        reply = queued("visualize", tasks.run_visualize(request))
+        reply = queued("visualize", partial(tasks.run_visualize, request))
         explorer.visualizations[key] = json.loads(reply.body)["id"]
         return reply
 

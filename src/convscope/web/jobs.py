@@ -1,9 +1,18 @@
 """Heavy work (DeepDream, style, inversion, attacks, visualizations, attributions) as jobs.
 
-Jobs wait in a bounded queue and run on a few worker threads, each with its own copy of the
-model, so light requests (predictions, activations) keep being answered on the shared one.
-A job reports progress and intermediate frames through :meth:`Job.report`, which is also where
-a cancel or the per-job time limit stops it (by raising :class:`Stopped` inside the loop).
+Jobs wait in a bounded queue and run one at a time in each of a few worker processes, each with
+its own copy of the model, so light requests (predictions, activations) keep being answered on
+the shared one, and a job that crashes in native code (users bring networks no one has tried)
+takes down its worker only: the job fails with one line, and a new worker starts for the next
+job. A thread of the server supervises each worker: it relays the job's progress, frames and
+result, and stops it when cancelled or out of time (cooperatively, at its next report or
+forward pass; a worker that does not stop in :data:`GRACE` seconds is killed). A model that
+cannot be sent to another process runs its jobs on the threads themselves (logged).
+
+A job is described by a *recipe*: a picklable function of no arguments (a ``functools.partial``
+of one of :mod:`convscope.web.tasks`' builders) that returns ``run(model, job)``. The job reports
+progress and frames through ``job.report``, which is also where a cancel or the time limit stops
+it (by raising :class:`Stopped`), and keeps its raw result with ``job.keep``.
 """
 
 from __future__ import annotations
@@ -12,9 +21,13 @@ import copy
 import io
 import logging
 import math
+import multiprocessing
+import pickle
 import secrets
+import signal
 import threading
 import time
+import traceback
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +43,9 @@ log = logging.getLogger("convscope.web")
 #: At most this many frames are kept per job (the first and the latest ones).
 MAX_FRAMES = 48
 FINISHED = ("done", "failed", "cancelled")
+#: Seconds a worker has to stop a cancelled job before it is killed.
+GRACE = 10.0
+Recipe = Callable[[], Callable[[Model, "Job"], Picture]]
 
 
 class Stopped(Exception):
@@ -50,7 +66,7 @@ class Job:
     result's caption, numbers and raw array (``.npy`` bytes) once done."""
 
     kind: str
-    run: Callable[[Model, Job], Picture]
+    recipe: Recipe
     seconds: float
     id: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     state: str = "queued"
@@ -84,19 +100,30 @@ class Job:
 
     def keep(self, array: torch.Tensor | np.ndarray) -> None:
         """Keeps the raw values behind the result (a map, an image), offered for download as ``.npy``."""
-        buffer = io.BytesIO()
-        np.save(buffer, array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array)
-        self.array = buffer.getvalue()
+        self.array = _npy(array)
 
     def finish(self, result: Picture) -> None:
-        self._add_frame(result)
-        self.caption, self.numbers = result.caption, _plain(result.numbers)
+        self.finish_as(result.caption, result.numbers, result._repr_png_())
+
+    def finish_as(self, caption: str, numbers: dict, png: bytes) -> None:
+        """Done, with the result's caption, numbers and picture (PNG bytes)."""
+        self.add_png(png)
+        self.caption, self.numbers = caption, _plain(numbers)
         self.progress, self.state = 1.0, "done"
 
+    def advance(self, progress: float, png: bytes | None = None) -> None:
+        """Records progress and a frame as a worker process reported them."""
+        self.progress = max(self.progress, min(1.0, float(progress)))
+        if png is not None:
+            self.add_png(png)
+
     def _add_frame(self, shown: Picture) -> None:
+        self.add_png(shown._repr_png_())
+
+    def add_png(self, png: bytes) -> None:
         if len(self.frames) >= MAX_FRAMES:
             self.frames.pop(1)  # keep the first frame, drop the oldest after it
-        self.frames.append(shown._repr_png_())
+        self.frames.append(png)
         self.frame_count += 1
 
     def frame(self, number: int) -> bytes:
@@ -115,6 +142,12 @@ class Job:
                 "numbers": self.numbers, "array": self.array is not None}
 
 
+def _npy(array: torch.Tensor | np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array)
+    return buffer.getvalue()
+
+
 def _plain(numbers: dict) -> dict:
     """The numbers that are JSON scalars or short lists of them (long arrays stay in the download)."""
     def plain(value):
@@ -129,34 +162,40 @@ def _plain(numbers: dict) -> dict:
 
 
 class JobQueue:
-    """Runs jobs on ``workers`` threads with their own model copies; ``capacity`` may wait.
+    """Runs jobs in ``workers`` processes (or threads) with their own model copies; ``capacity`` may wait.
 
     Args:
-        model: the model; each worker deep-copies it once.
+        model: the model; each worker gets its own copy.
         workers: jobs that run at the same time.
         capacity: jobs that may wait for a worker; more are refused with :class:`QueueFull`.
         seconds: time limit of each job, from when it starts.
         kept: finished jobs remembered (the oldest are forgotten).
+        processes: run jobs in worker processes (the default; threads when False or when the
+            model cannot be sent to another process).
     """
 
     def __init__(self, model: Model, *, workers: int = 2, capacity: int = 4, seconds: float = 300,
-                 kept: int = 64) -> None:
+                 kept: int = 64, processes: bool = True) -> None:
         self.seconds, self.kept, self.capacity = seconds, kept, capacity
         self._waiting: deque[Job | None] = deque()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Condition()
-        self._threads = [threading.Thread(target=self._work, args=(copy.deepcopy(model),), daemon=True,
-                                          name=f"convscope-job-{i}") for i in range(workers)]
+        packed = _packed(model) if processes else None
+        self._runners = [_Process(packed) if packed is not None else _Thread(copy.deepcopy(model))
+                         for _ in range(workers)]
+        self._threads = [threading.Thread(target=self._work, args=(runner,), daemon=True, name=f"convscope-job-{i}")
+                         for i, runner in enumerate(self._runners)]
         for thread in self._threads:
             thread.start()
 
-    def submit(self, kind: str, run: Callable[[Model, Job], Picture]) -> Job:
-        """Queues ``run(model_copy, job)``, whose returned Picture becomes the last frame.
+    def submit(self, kind: str, recipe: Recipe) -> Job:
+        """Queues the job that ``recipe()`` makes, ``run(model_copy, job)``, whose returned Picture
+        becomes the last frame.
 
         Raises:
             QueueFull: too many jobs are waiting.
         """
-        job = Job(kind, run, self.seconds)
+        job = Job(kind, recipe, self.seconds)
         with self._lock:
             if len(self._waiting) >= self.capacity:
                 raise QueueFull(f"the server is busy: {self.capacity} jobs are waiting; try again when one has "
@@ -195,6 +234,8 @@ class JobQueue:
             self._lock.notify_all()
         for thread in self._threads:
             thread.join(timeout)
+        for runner in self._runners:
+            runner.close()
 
     def _next(self) -> Job | None:
         with self._lock:
@@ -205,12 +246,10 @@ class JobQueue:
                 job.state, job.deadline = "running", time.monotonic() + job.seconds
             return job
 
-    def _work(self, model: Model) -> None:
+    def _work(self, runner: _Thread | _Process) -> None:
         while (job := self._next()) is not None:
-            # every forward pass checks for a cancel, so a method without a callback stops too
-            watch = model.net.register_forward_pre_hook(lambda module, args, job=job: job.check())
             try:
-                job.finish(job.run(model, job))
+                runner.run(job)
             except Stopped as reason:
                 job.state, job.message = "cancelled", str(reason)
             except ConvscopeError as error:
@@ -218,5 +257,171 @@ class JobQueue:
             except Exception as error:  # noqa: BLE001 - a bug must not kill the worker
                 log.exception("job %s (%s) failed", job.id, job.kind)
                 job.state, job.message = "failed", f"internal error: {type(error).__name__}"
-            finally:
-                watch.remove()
+
+
+class _Thread:
+    """Runs jobs on the supervising thread itself, on its own copy of the model."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    def run(self, job: Job) -> None:
+        # every forward pass checks for a cancel, so a method without a callback stops too
+        watch = self.model.net.register_forward_pre_hook(lambda module, args: job.check())
+        try:
+            job.finish(job.recipe()(self.model, job))
+        finally:
+            watch.remove()
+
+    def close(self) -> None:
+        pass
+
+
+class _Process:
+    """A worker process, started when the first job comes and again after one dies; the thread that
+    calls :meth:`run` relays what the process reports into the job."""
+
+    def __init__(self, packed: bytes) -> None:
+        self.packed = packed
+        self.context = multiprocessing.get_context("spawn")  # not fork: a forked child of a process
+        self.process = None                                   # that ran OpenMP hangs in its first matmul
+        self.connection = None
+        self.stop = self.context.Event()
+
+    def run(self, job: Job) -> None:
+        if self.process is None or not self.process.is_alive():
+            self._start()
+        self.stop.clear()
+        self.connection.send(job.recipe)
+        stopping = None  # when the stop was asked
+        while True:
+            if stopping is None and (job.cancelled.is_set() or time.monotonic() > job.deadline):
+                self.stop.set()
+                stopping = time.monotonic()
+            if stopping is not None and time.monotonic() > stopping + GRACE:
+                self._kill()
+                raise Stopped(_stop_reason(job))
+            try:
+                if not self.connection.poll(0.05):
+                    if not self.process.is_alive():
+                        raise EOFError
+                    continue
+                message = self.connection.recv()
+            except (EOFError, OSError):
+                code = self._reap()
+                raise ConvscopeError(f"the job's worker process died ({_exit(code)}), most likely a crash in the "
+                                     f"network's native code; the server is still up and starts a new worker")
+            if self._relay(job, message):
+                return
+
+    def _relay(self, job: Job, message: tuple) -> bool:
+        """Applies one message to the job; whether it was the last."""
+        kind, *rest = message
+        if kind == "progress":
+            job.advance(*rest)
+        elif kind == "array":
+            job.array = rest[0]
+        elif kind == "done":
+            job.finish_as(*rest)
+        elif kind == "stopped":
+            raise Stopped(_stop_reason(job))
+        elif kind == "failed":
+            raise ConvscopeError(rest[0])
+        elif kind == "error":
+            log.error("job %s (%s) failed in its worker:\n%s", job.id, job.kind, rest[1])
+            job.state, job.message = "failed", f"internal error: {rest[0]}"
+        return kind in ("done", "error")
+
+    def _start(self) -> None:
+        parent, child = self.context.Pipe()
+        self.process = self.context.Process(target=_serve, args=(child, self.packed, self.stop), daemon=True,
+                                            name="convscope-worker")
+        self.process.start()
+        child.close()
+        self.connection = parent
+
+    def _kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self._reap()
+
+    def _reap(self) -> int | None:
+        self.process.join(5)
+        code = self.process.exitcode
+        self.connection.close()
+        self.process = self.connection = None
+        return code
+
+    def close(self) -> None:
+        self._kill()
+
+
+def _stop_reason(job: Job) -> str:
+    return "cancelled" if job.cancelled.is_set() else f"stopped after its time limit of {job.seconds:.0f} s"
+
+
+def _exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            pass
+    return f"exit status {code}"
+
+
+def _packed(model: Model) -> bytes | None:
+    """The model as bytes a worker process can load, or None (logged) where it cannot be sent."""
+    try:
+        return pickle.dumps(model)
+    except Exception as error:  # a network holding a lock, a class defined in a function, ...
+        log.warning("jobs run in threads: the model cannot be sent to a worker process (%s)", shorten(str(error)))
+        return None
+
+
+class _Relay:
+    """The job as the worker process sees it: reports go to the supervising thread; a stop that
+    thread asks for is raised as :class:`Stopped` at the next report or forward pass."""
+
+    def __init__(self, connection, stop) -> None:
+        self.connection, self.stop = connection, stop
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise Stopped("stopped")
+
+    def report(self, progress: float, frame: torch.Tensor | Picture | None = None) -> None:
+        self.check()
+        if frame is not None and not isinstance(frame, Picture):
+            frame = picture(frame[0] if frame.dim() == 4 else frame)
+        self.connection.send(("progress", float(progress), None if frame is None else frame._repr_png_()))
+
+    def keep(self, array: torch.Tensor | np.ndarray) -> None:
+        self.connection.send(("array", _npy(array)))
+
+
+def _serve(connection, packed: bytes, stop) -> None:
+    """The worker process: loads the model, then runs each recipe it is sent, one at a time."""
+    model = pickle.loads(packed)  # noqa: S301 - bytes made by this server from its own model
+    relay = _Relay(connection, stop)
+    watch = model.net.register_forward_pre_hook(lambda module, args: relay.check())
+    try:
+        while True:
+            try:
+                recipe = connection.recv()
+            except EOFError:
+                return
+            connection.send(_outcome(recipe, model, relay))
+    finally:
+        watch.remove()
+
+
+def _outcome(recipe: Recipe, model: Model, relay: _Relay) -> tuple:
+    try:
+        result = recipe()(model, relay)
+        return ("done", result.caption, result.numbers, result._repr_png_())
+    except Stopped:
+        return ("stopped",)
+    except ConvscopeError as error:
+        return ("failed", str(error))
+    except Exception as error:  # noqa: BLE001 - reported to the server, which logs it
+        return ("error", type(error).__name__, traceback.format_exc())
