@@ -48,7 +48,9 @@ def test_top_activations_under_torchrun_equal_one_process(capsys, monkeypatch, t
     np.testing.assert_allclose(one["values"], two["values"], atol=1e-6)
 
 
-def test_a_run_killed_halfway_resumes_to_the_same_result(capsys, monkeypatch, tmp_path):
+def test_a_run_killed_halfway_resumes_to_the_same_result_and_names_the_chunk_it_died_on(capsys, monkeypatch,
+                                                                                        tmp_path):
+    """SIGKILL stands for a native crash: the process ends at once, in the middle of a chunk."""
     args = ["top-activations", "digits:4000", "--layer", "features.3", "--model", "digits_cnn", "--device", "cpu",
             "--chunk", "100", "--batch-size", "1", "--workers", "0"]
     killed = subprocess.Popen([sys.executable, "-m", "convscope", *args, "-o", str(tmp_path / "killed")], env=ENV,
@@ -61,8 +63,12 @@ def test_a_run_killed_halfway_resumes_to_the_same_result(capsys, monkeypatch, tm
     killed.wait()
     finished = len(list(chunks.glob("*.npz")))
     assert 8 <= finished < 40, f"{finished} of 40 chunks were done when the run was killed"
+    running = [int(marker.stem) for marker in chunks.glob("*.running")]
     code, _, err = run(capsys, monkeypatch, *args, "-o", tmp_path / "killed")
     assert code == 0, err
+    assert running, "killed between the save of one chunk and the start of the next (a microsecond window)"
+    assert f"died while computing chunk {running[0]} (the first: images {running[0] * 100}-" in err, err
+    assert not list(chunks.glob("*.running"))
     code, _, err = run(capsys, monkeypatch, *args, "-o", tmp_path / "whole")
     assert code == 0, err
     resumed, whole = np.load(tmp_path / "killed" / "top.npz"), np.load(tmp_path / "whole" / "top.npz")

@@ -8,6 +8,7 @@ per chunk.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Protocol
 
@@ -43,8 +44,13 @@ def run_pass(model: Model, dataset: ImageDataset, layers: list[str], store: Chun
              progress: bool = True, label: str = "images") -> None:
     """Computes every unfinished chunk of ``store`` that falls to this rank; returns when all
     ranks are done. Interrupting it loses at most the chunks in progress."""
-    pending = store.pending()
-    ranks.barrier()  # every rank has read the same list before anyone adds to it
+    pending, died = store.pending(), store.died_on()
+    ranks.barrier()  # every rank has read the same lists before anyone adds to them
+    if died and ranks.main:
+        images = chunk_range(died[0], store.chunk_size, len(dataset))
+        warnings.warn(f"an earlier run's process died while computing chunk{'s' if len(died) > 1 else ''} "
+                      f"{', '.join(map(str, died))} (the first: images {images[0]}-{images[-1]}), perhaps a crash in the "
+                      f"network's native code; computing {'them' if len(died) > 1 else 'it'} again", stacklevel=2)
     mine = ranks.share(pending)
     on_gpu = model.device.type == "cuda"
     batch_size = batch_size or (GPU_BATCH if on_gpu else CPU_BATCH)
@@ -52,10 +58,13 @@ def run_pass(model: Model, dataset: ImageDataset, layers: list[str], store: Chun
     total = sum(len(chunk_range(chunk, store.chunk_size, len(dataset))) for chunk in mine)
     suffix = f" (rank {ranks.rank} of {ranks.world})" if ranks.world > 1 else ""
     bar = tqdm(total=total, desc=label + suffix, unit="img", disable=not progress or not ranks.main)
-    failures = []
+    failures, begun = [], None
     with bar, frozen(model.net), torch.inference_mode():
         for batch in stream(dataset, mine, chunk_size=store.chunk_size, size=model.input_size,
                             channels=model.channels, batch_size=batch_size, workers=workers):
+            if batch.chunk != begun:
+                store.begin(batch.chunk)
+                begun = batch.chunk
             if len(batch.indices):
                 x = batch.images.to(model.device, non_blocking=True)
                 fast = fast_model(model, layers, x)

@@ -2,13 +2,17 @@
 
 A run's folder holds ``manifest.json`` (what is computed: model, layer, dataset, chunk size ...)
 and ``chunks/NNNNNN.npz``, one file per finished chunk, each written atomically. A restarted
-run skips the chunks already there; a folder holding a different run is refused.
+run skips the chunks already there; a folder holding a different run is refused. While a chunk
+is computed, ``chunks/NNNNNN.running`` says so: one left behind tells the next run that a process
+died on that chunk (a crash in native code, a kill), which it reports before computing it again.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +51,19 @@ class ChunkStore:
         """Chunks not yet written, in order."""
         return [chunk for chunk in range(self.chunks) if not self.path(chunk).exists()]
 
+    def begin(self, chunk: int) -> None:
+        """Marks a chunk as being computed (until :meth:`save`)."""
+        self.path(chunk).with_suffix(".running").write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+
+    def died_on(self) -> list[int]:
+        """Chunks that an earlier process began and never saved (call before this run begins any)."""
+        return sorted(int(marker.stem) for marker in (self.folder / "chunks").glob("*.running")
+                      if not self.path(int(marker.stem)).exists())
+
     def save(self, chunk: int, arrays: dict[str, np.ndarray], failures: list[Failure]) -> None:
         """Writes one chunk's arrays and unreadable images, atomically."""
         save_array(self.path(chunk), **arrays, failures=np.array(json.dumps([f.as_dict() for f in failures])))
+        self.path(chunk).with_suffix(".running").unlink(missing_ok=True)
 
     def load(self, chunk: int) -> dict[str, np.ndarray]:
         """One chunk's arrays (without the failures)."""
