@@ -9,7 +9,7 @@ from torch import nn
 
 import convscope as cs
 from convscope.attribute.occlusion import PRECISIONS, _disagreement, _fill_in, occlusion
-from convscope.core.incremental import IncrementalInference, Window
+from convscope.core.incremental import IncrementalInference, Unreplayable, Window
 from convscope.core.metrics import ssim
 from tests.conftest import assert_unchanged, snapshot
 
@@ -392,3 +392,79 @@ def test_exact_occlusion_runs_ops_with_the_traces_batch_per_copy():
     brute = occlusion(net, x, 2, patch=8, stride=8, mode="brute").probabilities
     torch.testing.assert_close(exact, brute, rtol=1e-4, atol=1e-6)
     assert float(brute.max() - brute.min()) > 1e-4
+
+
+class _RowLSTM(nn.Module):
+    """conv -> a bidirectional LSTM along each row (as Sequencer's BiLSTM2d does) -> head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 8, 4, stride=4)
+            self.rows = nn.LSTM(8, 6, batch_first=True, bidirectional=True)
+            self.head = nn.Linear(12, 5)
+
+    def forward(self, x):
+        maps = self.conv(x)                                      # (B, 8, h, w)
+        b, c, h, w = maps.shape
+        rows = maps.permute(0, 2, 3, 1).reshape(b * h, w, c)     # every row a sequence
+        out, _ = self.rows(rows)
+        return self.head(out.reshape(b, h * w, -1).mean(1))
+
+
+def test_a_recurrent_layer_is_not_replayed_and_exact_occlusion_runs_brute_force():
+    """The replay cannot batch an LSTM's hidden state (oneDNN then read past it: heap corruption
+    and the process ended); exact occlusion says so and equals brute force."""
+    model = cs.Model(_RowLSTM().eval(), input_size=(32, 32))
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(Unreplayable, match="recurrent"):
+        IncrementalInference(model, x)
+    exact = occlusion(model, x, 2, patch=8, stride=8)
+    brute = occlusion(model, x, 2, patch=8, stride=8, mode="brute")
+    assert torch.equal(exact.probabilities, brute.probabilities)
+    assert len(exact.notes) == 1 and "recurrent layer" in exact.notes[0] and not brute.notes
+
+
+def _torchvision():
+    return pytest.importorskip("torchvision")
+
+
+def test_swin_windows_padded_with_a_new_zeros_mask_are_replayed_exactly():
+    """torchvision's Swin at 112 px pads its last stage to whole windows and builds the attention
+    mask with ``x.new_zeros``: a constant of the trace, not a function of the image."""
+    from torchvision.models.swin_transformer import SwinTransformer
+    _torchvision()
+    torch.manual_seed(0)
+    net = SwinTransformer(patch_size=[4, 4], embed_dim=24, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4],
+                          window_size=[7, 7], num_classes=10).eval()
+    model = cs.Model(net, input_size=(112, 112))
+    x = cs.sample_image("cat", size=112)
+    exact = occlusion(model, x, 3, patch=28, stride=28)
+    brute = occlusion(model, x, 3, patch=28, stride=28, mode="brute")
+    assert not exact.notes  # replayed, not brute force
+    torch.testing.assert_close(exact.probabilities, brute.probabilities, rtol=1e-4, atol=1e-6)
+
+
+def test_a_replay_that_differs_from_brute_force_is_not_used():
+    """torchvision's MaxViT permutes the batch dimension inward before a view: the replay's copies
+    would be mixed up. Its check against brute force on two copies catches it."""
+    from torchvision.models.maxvit import MaxVit
+    _torchvision()
+    torch.manual_seed(0)
+    net = MaxVit(input_size=(64, 64), stem_channels=8, partition_size=4, block_channels=[16, 32],
+                 block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10).eval()
+    model = cs.Model(net, input_size=(64, 64))
+    x = cs.sample_image("cat", size=64)
+    engine = IncrementalInference(model, x)
+    top, left = torch.tensor([0, 24]), torch.tensor([0, 24])
+    values = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    pasted = x.repeat(2, 1, 1, 1)
+    pasted[0, :, :16, :16], pasted[1, :, 24:40, 24:40] = values
+    with torch.no_grad():
+        replayed, truth = engine(top, left, values), model(pasted)
+    wrong = (replayed - truth).norm() > 1e-3 * truth.norm()
+    exact = occlusion(model, x, 3, patch=16, stride=16)
+    brute = occlusion(model, x, 3, patch=16, stride=16, mode="brute")
+    torch.testing.assert_close(exact.probabilities, brute.probabilities, rtol=1e-4, atol=1e-6)
+    assert bool(exact.notes) == bool(wrong)  # brute force, said, exactly where the replay is wrong
