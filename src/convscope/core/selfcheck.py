@@ -119,6 +119,7 @@ class _Reference:
 
 _REFERENCES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Reference | None]] = weakref.WeakKeyDictionary()
 _VERDICTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Verdict]] = weakref.WeakKeyDictionary()
+_SIZES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, int | None]] = weakref.WeakKeyDictionary()
 
 
 def check(model: Model, stand_in: nn.Module, x: torch.Tensor, *, channels_last: bool, path: str) -> Verdict | None:
@@ -175,19 +176,26 @@ def _where(probe: torch.Tensor) -> tuple:
 
 def _probe(model: Model, x: torch.Tensor) -> torch.Tensor | None:
     """``(2, C, h, w)``: the first image (at the input size when larger) and its mirror, at a size the
-    original network takes; None when it takes neither."""
+    original network takes; None when it takes neither. Which size it takes is remembered per
+    network and image size, so that a known answer costs no forward pass."""
     image = x[:1].detach().to(model.device).clone()  # not an inference tensor
     larger = image.shape[-2] * image.shape[-1] > model.input_size[0] * model.input_size[1]
     candidates = [model.prepare(image), image] if larger else [image, model.prepare(image)]
-    for candidate in candidates:
-        pair = torch.cat([candidate, candidate.flip(-1)]).float()
-        try:
-            with frozen(model.net), torch.no_grad():
-                model(pair)
-            return pair
-        except Exception:  # the user's forward refused this size
-            continue
-    return None
+    sizes = _SIZES.setdefault(model.net, {})
+    asked = (str(image.device), tuple(image.shape[-2:]))
+    if asked not in sizes:
+        sizes[asked] = next((index for index, candidate in enumerate(candidates) if _takes(model, candidate)), None)
+    chosen = sizes[asked]
+    return None if chosen is None else torch.cat([candidates[chosen], candidates[chosen].flip(-1)]).float()
+
+
+def _takes(model: Model, image: torch.Tensor) -> bool:
+    try:
+        with frozen(model.net), torch.no_grad():
+            model(torch.cat([image, image.flip(-1)]).float())
+        return True
+    except Exception:  # the user's forward refused this size
+        return False
 
 
 def _reference(model: Model, probe: torch.Tensor) -> _Reference | None:
