@@ -51,8 +51,16 @@ class _Counting(nn.Module):
         return self.head(features.mean((2, 3)))
 
 
+def _checked(net: _Counting, size: tuple[int, int]) -> _Counting:
+    """``net`` once the fast paths' self-check has judged it at ``size`` (its forward passes run the
+    whole network, once per network and size), with its counts started afresh."""
+    render(net, channel("conv1", 0), make_param("pixel", 1, size), steps=1)
+    net.seen, net.head_calls = [], 0
+    return net
+
+
 def test_forward_stops_at_deepest_layer_and_small_images_are_not_upsampled():
-    net = _Counting()
+    net = _checked(_Counting(), (20, 20))
     param = make_param("pixel", 1, (20, 20))
     result = render(net, channel("conv1", 0), param, steps=3)
     assert net.head_calls == 0 and net.seen == [(20, 20)] * 4  # a checking forward, then 3 steps
@@ -106,6 +114,8 @@ def test_octave_schedule_grows_to_the_final_size():
 
     assert octave_sizes((100, 70), 3, scale=2.0) == [(25, 18), (50, 35), (100, 70)]
     net = _Counting()
+    for size in ((10, 10), (20, 20), (40, 40)):
+        _checked(net, size)
     result = render_octaves(net, channel("conv2", 1), "pixel", 1, (40, 40), octaves=3, scale=2.0, steps=9)
     assert net.seen == [(10, 10)] * 4 + [(20, 20)] * 4 + [(40, 40)] * 4  # each octave: a check, 3 steps
     assert result.images.shape == (1, 3, 40, 40) and result.scores.shape == (9, 1)

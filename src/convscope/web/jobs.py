@@ -43,13 +43,16 @@ log = logging.getLogger("convscope.web")
 #: At most this many frames are kept per job (the first and the latest ones).
 MAX_FRAMES = 48
 FINISHED = ("done", "failed", "cancelled")
-#: Seconds a worker has to stop a cancelled job before it is killed.
-GRACE = 10.0
+#: Seconds a worker has to stop a cancelled job before it is killed (and another started): a
+#: forward pass, or a backward pass (which no hook interrupts), rarely takes longer.
+GRACE = 2.0
 Recipe = Callable[[], Callable[[Model, "Job"], Picture]]
 
 
-class Stopped(Exception):
-    """Raised inside a job's loop when it is cancelled or out of time."""
+class Stopped(BaseException):
+    """Raised inside a job's loop when it is cancelled or out of time. Not an ``Exception``, like
+    ``KeyboardInterrupt``: code that tries one way and then another on any error (a network that
+    refuses a size, the fast paths' self-check) must not take a stop for such an error."""
 
 
 class QueueFull(ConvscopeError):
