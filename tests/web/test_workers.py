@@ -9,7 +9,6 @@ from functools import partial
 import pytest
 import torch
 
-import convscope as cs
 from convscope.core.render import picture
 from convscope.web.jobs import FINISHED, JobQueue
 

@@ -242,8 +242,8 @@ class _Scorer:
             return self._brute_force(str(reason))
         if limit is not None or dtype != torch.float32:
             return engine  # approximate by design (its overflow is refused where the scores are read)
-        middle = [(self.x.shape[-2] - self.patch) // 2, (self.x.shape[-1] - self.patch) // 2]
-        top, left = torch.tensor([0, middle[0]], device=self.x.device), torch.tensor([0, middle[1]], device=self.x.device)
+        middle = [(side - self.patch) // 2 for side in self.x.shape[-2:]]
+        top, left = (torch.tensor([0, centre], device=self.x.device) for centre in middle)
         values = _patches(self.source, top, left, self.patch)
         error = relative_error(engine(top, left, values).float(), self.model(_paste(self.x, top, left, values)))
         tolerance = output_tolerance(self.model, self.x) or LOOSE
