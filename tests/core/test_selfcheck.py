@@ -63,6 +63,8 @@ def test_a_network_that_makes_tokens_of_a_batch_norm_gets_its_true_gradient_for_
     assert selfcheck.relative_error(got, expected) < 1e-5
     assert_unchanged(before, model.net)
     assert any(verdict.trusted_at(1) for verdict in selfcheck.verdicts(model))
+    checks = cs.saliency(model, x, 3).checks  # the result says which stand-in ran, and how close it came
+    assert checks and all("from float64" in line for line in checks) and any(": used" in line for line in checks)
 
 
 class _PlainOnly(_Tokens):

@@ -20,6 +20,7 @@ from convscope.attribute.targets import objective_for
 from convscope.core.objectives import Objective
 from convscope.core.render import Picture, colorize, overlay, picture, side_by_side
 from convscope.errors import unknown_choice
+from convscope.core.selfcheck import verdicts
 from convscope.models.model import Model, as_model
 
 
@@ -84,6 +85,8 @@ class Saliency:
         images: ``(B, 3, H, W)`` the explained images.
         objective: what was explained.
         notes: numbers that go with the map (LRP: ``conservation``, input relevance over the score).
+        checks: the fast paths' verdicts on this network so far, one line each: which stand-ins
+            ran in place of it and how close to float64 they came (:mod:`convscope.core.selfcheck`).
     """
 
     method: str
@@ -91,6 +94,7 @@ class Saliency:
     images: torch.Tensor
     objective: Objective
     notes: dict = field(default_factory=dict)
+    checks: list[str] = field(default_factory=list)
 
     @property
     def map(self) -> torch.Tensor:
@@ -163,4 +167,5 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
         raw = noise_tunnel(lambda copies: METHODS[method](model, copies, objective, cam_layer), x, kind=noise,
                            samples=samples, callback=callback)
     return Saliency(method if noise is None else f"{method} ({noise})", raw,
-                    model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective, notes)
+                    model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective, notes,
+                    [str(verdict) for verdict in verdicts(model)])
