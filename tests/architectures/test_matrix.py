@@ -105,7 +105,8 @@ def directional_derivative(model: cs.Model, x: torch.Tensor, direction: torch.Te
 @pytest.mark.parametrize("name", NAMES)
 def test_gradient_through_the_fast_paths_equals_float64_autograd(name, onednn):
     """Folding, channels-last and the rest may not drift further from the float64 gradient of the
-    original network than the self-check allows: SLACK times plain float32 autograd's own error. Run
+    original network than the self-check allows: SLACK times float32's own error (plain float32
+    autograd's, or the float64 gradient's jump under one float32 rounding of the pixels). Run
     with oneDNN on and off (other kernels: the nearest thing here to another CPU). The float64
     reference itself agrees with forward-mode differentiation along a random direction."""
     model, x = model_of(name), image(name)
@@ -113,8 +114,12 @@ def test_gradient_through_the_fast_paths_equals_float64_autograd(name, onednn):
     direction = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     derivative, exactness = directional_derivative(model, x, direction)
     assert abs(float((reference * direction).sum()) - derivative) <= exactness * abs(derivative) + 1e-12
+    # a ReLU network's gradient jumps where float32 rounding flips a unit: the float64 gradient at
+    # pixels moved by one float32 rounding measures that, whatever kernels run (three draws)
+    kink = max(relative_error(float64_gradient(model, x.double() * (1 + torch.finfo(torch.float32).eps * torch.randn(
+        x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))), reference) for seed in range(3))
     with torch.backends.mkldnn.flags(enabled=onednn):
-        own = relative_error(float32_gradient(model, x), reference)
+        own = max(relative_error(float32_gradient(model, x), reference), kink)
         got = relative_error(attribute(model, x, class_logit(TARGET)), reference)
     assert got <= max(FLOOR, SLACK * own), (got, own)
 
