@@ -83,3 +83,17 @@ def test_a_model_that_cannot_be_sent_runs_its_jobs_in_threads(digits):
         assert job.state == "done" and job.numbers["pid"] == os.getpid()
     finally:
         jobs.close()
+
+
+def test_a_cancel_while_the_worker_starts_is_answered_at_once_and_the_start_serves_the_next_job(digits):
+    jobs = JobQueue(digits, workers=1)
+    try:
+        job = jobs.submit("sum", partial(_sum_of_logits, 1))
+        while job.message != "starting a worker process":  # the child imports torch: seconds
+            time.sleep(0.01)
+        asked = time.monotonic()
+        jobs.cancel(job.id)
+        assert _wait(jobs, job, 30).state == "cancelled" and time.monotonic() - asked < 0.5
+        assert _wait(jobs, jobs.submit("sum", partial(_sum_of_logits, 1))).state == "done"
+    finally:
+        jobs.close()

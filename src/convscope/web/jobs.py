@@ -290,10 +290,10 @@ class _Process:
         self.process = None                                   # that ran OpenMP hangs in its first matmul
         self.connection = None
         self.stop = self.context.Event()
+        self.starting = threading.Thread()  # a start in progress; none yet
 
     def run(self, job: Job) -> None:
-        if self.process is None or not self.process.is_alive():
-            self._start()
+        self._await_worker(job)
         self.stop.clear()
         self.connection.send(job.recipe)
         stopping = None  # when the stop was asked
@@ -335,13 +335,34 @@ class _Process:
             job.state, job.message = "failed", f"internal error: {rest[0]}"
         return kind in ("done", "error")
 
+    def _await_worker(self, job: Job) -> None:
+        """Returns once the worker process is up, starting one if there is none. Starting takes
+        seconds (the child imports torch before it reads the model), so it runs on its own thread, and
+        a stop asked meanwhile is answered at once while the start goes on for the next job."""
+        if not self.starting.is_alive() and (self.process is None or not self.process.is_alive()):
+            self.starting = threading.Thread(target=self._start, daemon=True, name="convscope-worker-start")
+            self.starting.start()
+        job.message = "starting a worker process"
+        while self.starting.is_alive():
+            if job.cancelled.is_set() or time.monotonic() > job.deadline:
+                raise Stopped(_stop_reason(job))
+            self.starting.join(0.05)
+        job.message = ""
+        if self.process is None:
+            raise ConvscopeError("the job's worker process could not start (see the server's log)")
+
     def _start(self) -> None:
         parent, child = self.context.Pipe()
-        self.process = self.context.Process(target=_serve, args=(child, self.packed, self.stop), daemon=True,
-                                            name="convscope-worker")
-        self.process.start()
-        child.close()
-        self.connection = parent
+        process = self.context.Process(target=_serve, args=(child, self.packed, self.stop), daemon=True,
+                                       name="convscope-worker")
+        try:
+            process.start()  # blocks until the child has read the model
+        except Exception:  # noqa: BLE001 - reported to the job by _await_worker
+            log.exception("a worker process could not start")
+            return
+        finally:
+            child.close()
+        self.process, self.connection = process, parent
 
     def _kill(self) -> None:
         if self.process is not None:
@@ -356,6 +377,7 @@ class _Process:
         return code
 
     def close(self) -> None:
+        self.starting.join(30)
         self._kill()
 
 
