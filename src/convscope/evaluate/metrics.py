@@ -5,7 +5,7 @@ models)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -27,6 +27,7 @@ class Case:
         classes: ``(B,)`` the explained class of each image.
         maps: ``(B, H, W)`` the method's maps (importance, larger is more important).
         explain: the method, to explain changed inputs, classes or models.
+        copies: randomized copies of the model, shared by the methods evaluated together.
     """
 
     model: Model
@@ -34,6 +35,7 @@ class Case:
     classes: torch.Tensor
     maps: torch.Tensor
     explain: Explainer
+    copies: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ def _curve_metric(make: Callable[..., Curve]) -> Callable[..., tuple[torch.Tenso
 
 
 def _mprt(case: Case, **options) -> tuple[torch.Tensor, Curve]:
-    similarities, _ = cascading_randomization(case.model, case.x, case.classes, case.explain, **options)
+    similarities, _ = cascading_randomization(case.model, case.x, case.classes, case.explain, copies=case.copies,
+                                              **options)
     steps = similarities.shape[1]
     return similarities.mean(1), Curve(torch.arange(1, steps + 1) / steps, similarities)
 

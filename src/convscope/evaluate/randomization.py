@@ -49,13 +49,16 @@ def randomized(model: Model, layers: list[str], *, seed: int = 0) -> Model:
 
 
 def cascading_randomization(model: Model, x: torch.Tensor, classes: torch.Tensor, explain: Explainer, *,
-                            blocks: int | None = 5, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+                            blocks: int | None = 5, seed: int = 0, copies: dict[tuple, Model] | None = None
+                            ) -> tuple[torch.Tensor, list[str]]:
     """MPRT: the rank correlation of each image's map with the trained model's, after randomizing
     the top ``k`` blocks of parameterized layers for ``k = 1 .. blocks``.
 
     Args:
         blocks: how many groups the parameterized layers are split into (top first); None
             randomizes one layer more at each step (every layer: slow on deep networks).
+        copies: randomized copies made so far, by ``(cut, seed)``, filled in here: methods ranked
+            together share them (and each copy's fast-path self-check).
 
     Returns:
         ``(B, steps)`` correlations, and for each step the deepest layer it left trained ("" when
@@ -67,7 +70,10 @@ def cascading_randomization(model: Model, x: torch.Tensor, classes: torch.Tensor
     trained = explain(model, x, classes).detach().cpu()
     similarities, kept = [], []
     for cut in cuts:
-        maps = explain(randomized(model, layers[:cut], seed=seed), x, classes).detach().cpu()
+        copies = {} if copies is None else copies
+        if (cut, seed) not in copies:
+            copies[cut, seed] = randomized(model, layers[:cut], seed=seed)
+        maps = explain(copies[cut, seed], x, classes).detach().cpu()
         similarities.append(torch.tensor([spearman(a, b) for a, b in zip(trained, maps)]))
         kept.append(layers[cut] if cut < len(layers) else "")
     return torch.stack(similarities, 1), kept

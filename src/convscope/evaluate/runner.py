@@ -56,14 +56,14 @@ def evaluate(model: Model | nn.Module, x: torch.Tensor, methods: Sequence[str] |
     x = x.to(model.device)
     classes = class_indices(model, x, target).cpu()
     report = Report(model.name, x.detach().cpu(), classes, [model.label(int(c)) for c in classes], list(metrics))
-    total = len(explainers) * (len(metrics) + 1)
+    total, copies = len(explainers) * (len(metrics) + 1), {}  # randomized copies, shared by the methods
     with tqdm(total=total, desc="evaluate", disable=not progress) as bar:
         for name, explain in explainers.items():
             maps = explain(model, x, classes).detach().cpu().float()
             report.maps[name] = maps
             _advance(bar, on_step, total)
             for metric in metrics:
-                values, curve = METRICS[metric].compute(Case(model, x, classes, maps, explain),
+                values, curve = METRICS[metric].compute(Case(model, x, classes, maps, explain, copies),
                                                         **(options or {}).get(metric, {}))
                 report.add(metric, name, values, curve)
                 _advance(bar, on_step, total)
