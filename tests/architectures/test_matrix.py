@@ -101,23 +101,31 @@ def directional_derivative(model: cs.Model, x: torch.Tensor, direction: torch.Te
             return (score(x.double() + step * direction) - score(x.double() - step * direction)) / (2 * step), 1e-5
 
 
+@cache
+def float64_reference(name: str) -> tuple[torch.Tensor, float]:
+    """The class logit's float64 input gradient, checked by forward mode, and how far it jumps when the
+    pixels move by one float32 rounding (three draws): a ReLU network's gradient jumps where
+    rounding flips a unit, so that is float32's own error too, whatever kernels run."""
+    model, x = model_of(name), image(name)
+    reference = float64_gradient(model, x)
+    direction = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    derivative, exactness = directional_derivative(model, x, direction)
+    assert abs(float((reference * direction).sum()) - derivative) <= exactness * abs(derivative) + 1e-12
+    eps = torch.finfo(torch.float32).eps
+    shaken = [x.double() * (1 + eps * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed),
+                                                  dtype=torch.float64)) for seed in range(3)]
+    return reference, max(relative_error(float64_gradient(model, pixels), reference) for pixels in shaken)
+
+
 @pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "no-onednn"])
 @pytest.mark.parametrize("name", NAMES)
 def test_gradient_through_the_fast_paths_equals_float64_autograd(name, onednn):
     """Folding, channels-last and the rest may not drift further from the float64 gradient of the
     original network than the self-check allows: SLACK times float32's own error (plain float32
     autograd's, or the float64 gradient's jump under one float32 rounding of the pixels). Run
-    with oneDNN on and off (other kernels: the nearest thing here to another CPU). The float64
-    reference itself agrees with forward-mode differentiation along a random direction."""
+    with oneDNN on and off (other kernels: the nearest thing here to another CPU)."""
     model, x = model_of(name), image(name)
-    reference = float64_gradient(model, x)
-    direction = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    derivative, exactness = directional_derivative(model, x, direction)
-    assert abs(float((reference * direction).sum()) - derivative) <= exactness * abs(derivative) + 1e-12
-    # a ReLU network's gradient jumps where float32 rounding flips a unit: the float64 gradient at
-    # pixels moved by one float32 rounding measures that, whatever kernels run (three draws)
-    kink = max(relative_error(float64_gradient(model, x.double() * (1 + torch.finfo(torch.float32).eps * torch.randn(
-        x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))), reference) for seed in range(3))
+    reference, kink = float64_reference(name)
     with torch.backends.mkldnn.flags(enabled=onednn):
         own = max(relative_error(float32_gradient(model, x), reference), kink)
         got = relative_error(attribute(model, x, class_logit(TARGET)), reference)

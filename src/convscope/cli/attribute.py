@@ -13,14 +13,14 @@ from convscope.attribute.occlusion import occlusion as occlusion_map
 from convscope.attribute.saliency import METHODS
 from convscope.attribute.saliency import saliency as saliency_map
 from convscope.attribute.segment import segment as segment_object
-from convscope.attribute.targets import class_indices
+from convscope.attribute.targets import GRAMMAR, class_indices
 from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model, parse_position
 from convscope.core.images import load_image
 from convscope.core.render import save_array, save_png
 from convscope.errors import unknown_choice
 from convscope.models import DEFAULT_MODEL
 
-TargetOption = Annotated[str | None, typer.Option(help="Class name or index (default: the top class).")]
+TargetOption = Annotated[str | None, typer.Option(help=f"What to explain (default: the prediction): {GRAMMAR}.")]
 ArrayOption = Annotated[Path | None, typer.Option(help="Also save the raw map (H x W float32) here.")]
 
 

@@ -215,7 +215,7 @@ def _reference(model: Model, probe: torch.Tensor) -> _Reference | None:
 
 def _measure(model: Model, probe: torch.Tensor) -> _Reference | None:
     with frozen(model.net), torch.no_grad():
-        leaves, _ = tree_flatten(model(probe))
+        leaves, _ = tree_flatten(model.net(model.normalize(probe)))  # every output, not only the one read
     shapes = [o.shape for o in leaves if isinstance(o, torch.Tensor) and o.is_floating_point()]
     if not shapes:
         return None

@@ -8,7 +8,21 @@ import torch
 from torch import nn
 
 from convscope.core.hooks import frozen
+from convscope.errors import ConvscopeError
 from convscope.models.model import Model, as_model
+
+
+#: What each task explains instead of a class, in one line (as the command line asks for it).
+NOT_A_CLASSIFIER = {
+    "segmentation": "explain a class over a region (--target region:CLASS, or region:CLASS@MASK.png)",
+    "regression": "explain its output value (--target up or --target down)",
+    "embedding": "explain the similarity to a reference (--target similar:IMAGE)",
+    "classification": "its output has no class axis; name the output tensor with --output",
+}
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 @dataclass(frozen=True)
@@ -22,10 +36,22 @@ class Prediction:
 
 
 def probabilities(model: Model | nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` images in [0, 1] -> ``(B, classes)`` softmax probabilities."""
+    """``(B, C, H, W)`` images in [0, 1] -> ``(B, classes)`` probabilities: softmax for a classifier,
+    each class's sigmoid for a multi-label one.
+
+    Raises:
+        ConvscopeError: the model is not a classifier (its task, and what to explain instead).
+    """
     model = as_model(model)
     with frozen(model.net), torch.no_grad():
-        return model(x.to(model.device)).float().softmax(dim=-1).cpu()
+        output = model(x.to(model.device)).float()
+    task = model.task_of(output)
+    if task == "multi-label":
+        return output.sigmoid().cpu()
+    if task != "classification" or output.dim() != 2:
+        raise ConvscopeError(f"{model.name} is {article(task)} {task} model (output of shape {tuple(output.shape)}), not a "
+                             f"classifier: {NOT_A_CLASSIFIER[task]}")
+    return output.softmax(dim=-1).cpu()
 
 
 def classify(model: Model | nn.Module, x: torch.Tensor, *, top: int = 5) -> list[list[Prediction]]:

@@ -13,6 +13,7 @@ from convscope.core.images import fit
 from convscope.core.sizes import known_rule, size_rule, to_accepted
 from convscope.errors import ConvscopeError
 from convscope.models.labels import Labels
+from convscope.models.outputs import OutputSpec, check_task, infer_task, select_output
 
 Result = TypeVar("Result")
 
@@ -32,6 +33,10 @@ class Model:
         mean, std: per-channel normalization in [0, 1] units.
         labels: class names, or None when the network has none.
         channels: 3 for RGB networks, 1 for grayscale ones.
+        output: which tensor of what the network returns the methods read (a key, an index or a
+            function; None finds it: see :mod:`convscope.models.outputs`).
+        task: classification, multi-label, regression, segmentation or embedding; None infers it
+            from the output's shape (:meth:`task_of`).
     """
 
     net: nn.Module
@@ -41,6 +46,11 @@ class Model:
     std: Sequence[float] = (1.0, 1.0, 1.0)
     labels: Labels | None = None
     channels: int = 3
+    output: OutputSpec = None
+    task: str | None = None
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
 
     @property
     def device(self) -> torch.device:
@@ -63,8 +73,13 @@ class Model:
         return x.expand(-1, self.channels, -1, -1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` pixels in [0, 1] -> ``(B, classes)`` logits."""
-        return self.net(self.normalize(x))
+        """``(B, C, H, W)`` pixels in [0, 1] -> the network's output tensor: ``(B, classes)`` logits
+        for a classifier, ``(B, classes, h, w)`` for a segmenter, ``(B, D)`` for an embedding."""
+        return select_output(self.net(self.normalize(x)), self.output)
+
+    def task_of(self, output: torch.Tensor) -> str:
+        """The model's task: as set, or as ``output`` (what it returned) implies."""
+        return self.task or infer_task(output)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Resizes/crops ``(B, C, H, W)`` images to the input size and moves them to the device."""
