@@ -290,7 +290,7 @@ class _Process:
         self.process = None                                   # that ran OpenMP hangs in its first matmul
         self.connection = None
         self.stop = self.context.Event()
-        self.starting = threading.Thread()  # a start in progress; none yet
+        self.starting: threading.Thread | None = None  # the thread starting the process, once there was one
 
     def run(self, job: Job) -> None:
         self._await_worker(job)
@@ -339,11 +339,11 @@ class _Process:
         """Returns once the worker process is up, starting one if there is none. Starting takes
         seconds (the child imports torch before it reads the model), so it runs on its own thread, and
         a stop asked meanwhile is answered at once while the start goes on for the next job."""
-        if not self.starting.is_alive() and (self.process is None or not self.process.is_alive()):
+        if not self._starting() and (self.process is None or not self.process.is_alive()):
             self.starting = threading.Thread(target=self._start, daemon=True, name="convscope-worker-start")
             self.starting.start()
         job.message = "starting a worker process"
-        while self.starting.is_alive():
+        while self._starting():
             if job.cancelled.is_set() or time.monotonic() > job.deadline:
                 raise Stopped(_stop_reason(job))
             self.starting.join(0.05)
@@ -376,8 +376,12 @@ class _Process:
         self.process = self.connection = None
         return code
 
+    def _starting(self) -> bool:
+        return self.starting is not None and self.starting.is_alive()
+
     def close(self) -> None:
-        self.starting.join(30)
+        if self.starting is not None:
+            self.starting.join(30)
         self._kill()
 
 
