@@ -71,7 +71,7 @@ def test_style_transfer_is_deterministic_and_coarse_to_fine_keeps_the_size(lite0
 def test_fast_style_network_learns_the_style_for_unseen_photos(lite0, tmp_path):
     style = style_image("stained-glass", size=256)
     before = snapshot(lite0.net)
-    network = train_style_network(lite0, style, training_photos(size=256), size=128, steps=150, style_weight=2.0)
+    network = train_style_network(lite0, style, training_photos(size=256), size=96, steps=150, style_weight=2.0)
     assert_unchanged(before, lite0.net)
     cat = cs.sample_image("cat", size=256)  # not among the training photos
     styled = apply_style(network, cat)
