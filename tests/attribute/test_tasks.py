@@ -228,3 +228,19 @@ def test_region_targets_batched_equal_one_at_a_time_and_bad_regions_get_one_line
         predicted_region(model, x, 1, mask=torch.ones(5, 5))
     with pytest.raises(cs.ConvscopeError, match="class 9 is out of range; the model segments 4 classes"):
         objective_for(model, x, "region:9")
+
+
+def test_ablation_cam_of_a_region_on_a_layer_of_few_channels_has_a_known_answer():
+    """Ablating head channel k zeroes class k's logits only: for class c's region the weight of channel
+    c is 1 and every other is 0, so the map is the head's channel c, rectified (4 channels: fewer
+    than one chunk of copies, which used to leave an empty chunk)."""
+    net = _Segmenter()
+    model = cs.Model(net, input_size=(24, 24))
+    x = _images()
+    masks = torch.ones(24, 24)
+    got = cs.saliency(model, x, region(2, masks), method="ablationcam", layer="head").map
+    with torch.no_grad():
+        coarse = net(x)["aux"][:, 2]
+    expected = F.interpolate(torch.relu(coarse)[:, None], size=(24, 24), mode="bilinear")[:, 0]
+    assert torch.allclose(got / got.amax((1, 2), keepdim=True), expected / expected.amax((1, 2), keepdim=True),
+                          atol=1e-4)

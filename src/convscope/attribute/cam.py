@@ -160,7 +160,8 @@ def _ablation_weights(model: Model, x: torch.Tensor, objective: Objective, layer
         whole = _ablated_scores(model, image.repeat_interleave(len(first), 0), own, layer, reading, first)
         fast = growing is not None and torch.allclose(growing, whole, rtol=1e-4, atol=1e-5 * float(whole.abs().max()))
         drops = [whole]
-        for channels in torch.arange(len(first), maps.shape[1]).split(GROWN_CHUNK if fast else CHUNK):
+        rest = torch.arange(len(first), maps.shape[1])
+        for channels in rest.split(GROWN_CHUNK if fast else CHUNK) if len(rest) else ():  # split([]) gives ([],)
             drops.append(_grown_drops(model, image, own, layer, reading, channels) if fast else
                          _ablated_scores(model, image.repeat_interleave(len(channels), 0), own, layer, reading,
                                          channels))
