@@ -411,3 +411,11 @@ def test_atlas_bins_every_vector_and_refuses_an_unknown_class(capsys, monkeypatc
     assert "atlas.png" in out and (tmp_path / "atlas" / "atlas.png").exists()
     code, _, err = run(capsys, monkeypatch, *args, "--class", "12")
     assert code != 0 and err.strip().count("\n") == 0 and "12" in err
+
+
+def test_the_target_grammar_is_in_the_help_and_a_bad_target_gets_one_line(capsys, monkeypatch, cat_file, tmp_path):
+    code, out, _ = run(capsys, monkeypatch, "saliency", "--help")
+    assert code == 0 and "region:CLASS[~OTHER][@MASK.png]" in out.replace("\n", "").replace("│", "").replace(" ", "")
+    code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--target", "region:tabby", "-o", tmp_path / "s.png")
+    assert code == 2 and "a region target needs a segmentation output" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.png").exists()

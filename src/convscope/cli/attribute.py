@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from convscope.attribute.noise import AGGREGATES
 from convscope.attribute.occlusion import DRILL
@@ -20,7 +21,8 @@ from convscope.core.render import save_array, save_png
 from convscope.errors import unknown_choice
 from convscope.models import DEFAULT_MODEL
 
-TargetOption = Annotated[str | None, typer.Option(help=f"What to explain (default: the prediction): {GRAMMAR}.")]
+TargetOption = Annotated[str | None, typer.Option(
+    help=f"What to explain (default: the prediction): {escape(GRAMMAR)}.")]  # escaped: rich reads [@...] as markup
 ArrayOption = Annotated[Path | None, typer.Option(help="Also save the raw map (H x W float32) here.")]
 
 
