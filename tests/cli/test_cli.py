@@ -419,3 +419,15 @@ def test_the_target_grammar_is_in_the_help_and_a_bad_target_gets_one_line(capsys
     code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--target", "region:tabby", "-o", tmp_path / "s.png")
     assert code == 2 and "a region target needs a segmentation output" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s.png").exists()
+
+
+def test_your_own_model_by_its_factory_explains_a_region(capsys, monkeypatch, cat_file, tmp_path):
+    """--model package.module:factory (the tests' small segmenter, returning torchvision's dict)."""
+    factory = "tests.attribute.test_tasks:_Segmenter"
+    code, out, err = run(capsys, monkeypatch, "saliency", cat_file, "--model", factory, "--target", "region:~0",
+                         "-o", tmp_path / "s.png")
+    assert code == 0, err
+    assert (tmp_path / "s.png").is_file() and "rather than class 0" in out
+    code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--model", "tests.attribute.test_tasks:nothing",
+                       "-o", tmp_path / "t.png")
+    assert code == 2 and "has no callable nothing" in err and len(err.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ from convscope.models import DEFAULT_MODEL, Model, load_model
 app = typer.Typer(help="See inside convolutional networks.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name, NAME=WEIGHTS.pth, or a weights file.")]
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name, NAME=WEIGHTS.pth, package.module:factory[=WEIGHTS.pth], or a weights file.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 OutputOption = Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")]
 

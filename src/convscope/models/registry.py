@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from convscope.errors import ConvscopeError, unknown_choice
+from convscope.models.factory import build_from_factory, is_factory
 from convscope.models.model import Model, as_model
 from convscope.models.weights import load_weights, matches, read_state_dict
 
@@ -60,7 +61,8 @@ def load_model(spec: str | nn.Module | Model = DEFAULT_MODEL, *, weights: str | 
     """Loads a network with its preprocessing and labels, in eval mode, on a device.
 
     Args:
-        spec: a registered name, ``torchvision:NAME``, ``timm:NAME``, a weights file, or
+        spec: a registered name, ``torchvision:NAME``, ``timm:NAME``, ``package.module:factory``
+            (:mod:`convscope.models.factory`), a weights file, or
             ``NAME=FILE`` (``NAME=random`` for a torchvision or timm architecture with random
             weights); an ``nn.Module`` or :class:`Model` is passed through.
         weights: a state-dict file to load instead of the default weights.
@@ -100,9 +102,14 @@ def _build(name: str, state: dict[str, torch.Tensor] | None) -> Model:
 
     if name.startswith(external.PREFIXES):
         return external.build(name, state)
+    if is_factory(name):
+        model = build_from_factory(name)
+        with_weights(model.net, state, name)
+        return model
     specs = {s.name: s for s in list_models()}
     if name not in specs:
-        raise unknown_choice("model", name, [*specs, "torchvision:NAME", "timm:NAME", "a weights file"])
+        raise unknown_choice("model", name, [*specs, "torchvision:NAME", "timm:NAME", "package.module:factory",
+                                             "a weights file"])
     return specs[name].build(state)
 
 
