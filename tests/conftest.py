@@ -9,25 +9,8 @@ import torch
 from torch import nn
 
 import convscope as cs
+from tests import torchvision_cpu  # noqa: F401 (before any torchvision import)
 
-def _allow_torchvision_on_cpu() -> None:
-    """Test setup only (the library never needs it): torchvision's one wheel for torch 2.13 links
-    CUDA, and its import fails on a CPU-only machine when it registers fake kernels for its
-    ``nms``/``qnms`` operators, whose schemas its C++ library would define. Defining the two
-    schemas first lets its (and timm's) pure-Python model definitions import and run on CPU, for
-    the architecture matrix (tests/architectures). Installed with --no-deps, see the README."""
-    library = torch.library.Library("torchvision", "DEF")  # noqa: TOR901 (kept alive below)
-    library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _KEPT.append(library)
-
-
-_KEPT: list = []
-if torch.version.cuda is None:  # a CPU build of torch: torchvision's CUDA-linked operators cannot load
-    try:
-        _allow_torchvision_on_cpu()
-    except RuntimeError:  # defined already: this file is imported twice (as pytest's conftest, as tests.conftest)
-        pass
 _MODULES: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 _original_init = nn.Module.__init__
 

@@ -431,3 +431,20 @@ def test_your_own_model_by_its_factory_explains_a_region(capsys, monkeypatch, ca
     code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--model", "tests.attribute.test_tasks:nothing",
                        "-o", tmp_path / "t.png")
     assert code == 2 and "has no callable nothing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_detector_lists_its_boxes_and_explains_one(capsys, monkeypatch, cat_file, tmp_path):
+    factory = "tests.attribute.test_detection:cell_detector"
+    code, out, err = run(capsys, monkeypatch, "detect", cat_file, "--model", factory, "--picture", tmp_path / "b.png")
+    assert code == 0, err
+    listed = re.findall(r"box:(\d+) +([0-9.]+)", out)
+    assert listed and [int(k) for k, _ in listed] == list(range(len(listed)))
+    assert [float(s) for _, s in listed] == sorted((float(s) for _, s in listed), reverse=True)
+    assert (tmp_path / "b.png").is_file()
+    code, out, err = run(capsys, monkeypatch, "saliency", cat_file, "--model", factory, "--target", "box:1",
+                         "-o", tmp_path / "s.png")
+    assert code == 0 and "score of box 1" in out and (tmp_path / "s.png").is_file(), err
+    code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--model", factory, "--target", "box:99",
+                       "-o", tmp_path / "t.png")
+    assert code == 2 and "not a box 99" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t.png").exists()

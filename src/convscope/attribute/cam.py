@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.attribute.core import attribute, layer_gradient
-from convscope.core.forward import copy_scorer, score
+from convscope.core.forward import copy_scorer, read, score
 from convscope.core.hooks import frozen, replaced
 from convscope.core.maps import reading_of
 from convscope.core.objectives import Objective
 from convscope.core.summary import feature_maps
 from convscope.errors import ConvscopeError, unknown_choice
+from convscope.models.detectors import in_body, is_detector
 from convscope.models.model import Model, as_model
 
 
@@ -31,7 +32,7 @@ def grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, la
 
     Args:
         layer: a layer whose output reads as maps (:mod:`convscope.core.maps`: convolutional,
-            channels-last or tokens); :func:`last_spatial_layer` when omitted.
+            channels-last or tokens); :func:`default_layer` when omitted.
 
     Returns:
         ``(B, H, W)`` non-negative map at input resolution.
@@ -52,7 +53,7 @@ def class_activation_map(model: Model | nn.Module, x: torch.Tensor, objective: O
     if method not in WEIGHTINGS and method not in PERTURBATIONS:
         raise unknown_choice("CAM method", method, [*WEIGHTINGS, *PERTURBATIONS])
     model = as_model(model)
-    layer = layer or last_spatial_layer(model)
+    layer = layer or default_layer(model, x, objective)
     acts, grad = layer_gradient(model, x, objective, layer)
     reading = reading_of(acts.shape, tuple(x.shape[-2:]))  # the aspect ratio decides: any resize keeps it
     if reading is None:
@@ -219,10 +220,28 @@ def guided_grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Object
     return attribute(model, x, objective, rule="guided") * cam[:, None]
 
 
+def default_layer(model: Model, x: torch.Tensor, objective: Objective) -> str:
+    """:func:`last_spatial_layer`; on a detector, the deepest backbone map that ``objective`` reads
+    for the first image (found in one backward pass): a box predicted from a fine level of the
+    feature pyramid does not depend on the coarser levels after it."""
+    if not is_detector(model.net):
+        return last_spatial_layer(model)
+    names = [m.name for m in feature_maps(model) if in_body(model.net, m.name)]
+    reading = Objective(objective.fn, (*objective.layers, *names), objective.name)
+    with frozen(model.net), torch.enable_grad():
+        acts = read(model, x[:1].detach().clone().requires_grad_(True), reading)
+        grads = torch.autograd.grad(reading(acts).sum(), [acts[name] for name in names], allow_unused=True)
+    reached = [name for name, grad in zip(names, grads) if grad is not None and bool(grad.any())]
+    return reached[-1] if reached else last_spatial_layer(model)
+
+
 def last_spatial_layer(model: Model | nn.Module) -> str:
     """The network's last feature map (:func:`~convscope.core.summary.feature_maps`): on a CNN its last
-    block, on a transformer the last block's normalized tokens."""
+    block, on a transformer the last block's normalized tokens, on a detector its backbone's last."""
     maps = feature_maps(model)
+    net = as_model(model).net
+    if is_detector(net):
+        maps = [m for m in maps if in_body(net, m.name)] or maps
     if not maps:
         raise ConvscopeError("the model has no layer whose output reads as a spatial (C, h, w) map")
     return maps[-1].name

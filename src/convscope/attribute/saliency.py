@@ -71,6 +71,8 @@ METHODS: dict[str, Callable] = {
 #: Methods whose raw output is best seen as a colored image of the gradient itself.
 COLOR_METHODS = ("deconvnet", "guided", "guided-gradcam")
 CAM_METHODS = (*WEIGHTINGS, *PERTURBATIONS, "guided-gradcam")
+#: Methods that read the objective on perturbed copies of the image, not its gradient.
+PERTURBATION_METHODS = ("rise", "kernel-shap", "lime")
 #: Methods for networks that compute attention (refused on the others).
 TRANSFORMER_METHODS = ("attention-rollout",)
 
@@ -105,6 +107,7 @@ class Saliency:
     def picture(self, index: int = 0) -> Picture:
         """The image beside its map (a heat map, or the gradient itself in color)."""
         image = self.images[index].cpu()
+        shown = image if self.objective.marks is None else self.objective.marks(image, index)
         caption = f"{self.method} of {self.objective.name}"
         if self.method.split(" (")[0] in LRP_METHODS:  # signed: red for, blue against
             relevance = self.raw[index].detach().float().cpu().sum(0)
@@ -120,7 +123,7 @@ class Saliency:
             heat = self.map[index]
             view = overlay(image, heat, alpha=0.6, vmin=0.0, vmax=float(heat.flatten().quantile(0.99)))
         numbers = {name: float(values[index]) for name, values in self.notes.items()}
-        return picture(side_by_side([image, view]), caption, method=self.method, objective=self.objective.name,
+        return picture(side_by_side([shown, view]), caption, method=self.method, objective=self.objective.name,
                        **numbers)
 
     def _repr_png_(self) -> bytes:
@@ -156,7 +159,8 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
     model = as_model(model)
     x = x.to(model.device)
     unit_layer = None if method in CAM_METHODS else layer
-    objective = objective_for(model, x, target, layer=unit_layer, channel_index=channel, position=position)
+    objective = objective_for(model, x, target, layer=unit_layer, channel_index=channel, position=position,
+                              perturbation=method in PERTURBATION_METHODS)
     cam_layer, notes = layer if method in CAM_METHODS else None, {}
     if noise is None and method in LRP_METHODS:
         result = lrp(model, x, objective, composite=LRP_METHODS[method])

@@ -3,8 +3,10 @@
 A target is an :class:`~convscope.core.objectives.Objective`, a channel or unit of a layer, or
 what the command line's ``--target`` says (:data:`GRAMMAR`). Left out, it is what the model
 predicts: a classifier's top class; a segmenter's largest predicted class (other than class 0,
-the background, where any other is predicted) over the pixels it predicts; a regression's output.
-An embedding model has no prediction to explain: it needs a reference.
+the background, where any other is predicted) over the pixels it predicts; a regression's output;
+a detector's best box (box 0). An embedding model has no prediction to explain: it needs a
+reference. A box is explained by its score for gradient methods and by D-RISE's similarity for
+perturbation methods, unless a part is named.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ from torch import nn
 from convscope.core.hooks import frozen
 from convscope.core.images import load_image
 from convscope.core.objectives import Objective, channel, class_logit, neuron
-from convscope.core.task_objectives import class_sigmoid, contrast, output_value, region, similarity
+from convscope.core.render import outlined, side_by_side
+from convscope.core.task_objectives import (BOX_PARTS, box, box_similarity, class_sigmoid, contrast, output_value,
+                                            region, similarity)
 from convscope.errors import ConvscopeError, shorten
+from convscope.inspect.detections import THRESHOLD, box_picture, detect
 from convscope.inspect.predictions import NOT_A_CLASSIFIER, article, probabilities
 from convscope.models.model import Model
-from convscope.models.outputs import infer_task
 
 #: The ``--target`` grammar, one line per form.
 GRAMMAR = ("CLASS (name or index; the top class when left out) | sigmoid:CLASS (multi-label) | up, down, "
            "up:INDEX (a regression's output) | region:CLASS[~OTHER][@MASK.png] (segmentation: the "
-           "predicted pixels of CLASS, or the mask's; ~OTHER: CLASS rather than OTHER) | similar:IMAGE, "
+           "predicted pixels of CLASS, or the mask's; ~OTHER: CLASS rather than OTHER) | box:K[:PART] (a "
+           f"detector's box K, best first; PART: {', '.join(BOX_PARTS)} or drise) | similar:IMAGE, "
            "different:IMAGE (an embedding)")
 _TASKS: weakref.WeakKeyDictionary[nn.Module, dict[str, str]] = weakref.WeakKeyDictionary()
 
@@ -39,7 +44,7 @@ def task_of(model: Model, x: torch.Tensor) -> str:
     key = repr(model.output)
     if key not in known:
         with frozen(model.net), torch.no_grad():
-            known[key] = infer_task(model(x[:1].to(model.device)))
+            known[key] = model.task_of(model(x[:1].to(model.device)))
     return known[key]
 
 
@@ -68,9 +73,10 @@ def class_index(model: Model, name: int | str) -> int:
 
 def objective_for(model: Model, x: torch.Tensor, target: int | str | torch.Tensor | Objective | None = None, *,
                   layer: str | None = None, channel_index: int | None = None,
-                  position: tuple[int, int] | None = None) -> Objective:
+                  position: tuple[int, int] | None = None, perturbation: bool = False) -> Objective:
     """What to explain for ``x`` ``(B, C, H, W)``: an Objective as given, a unit or channel of
-    ``layer``, a ``--target`` string (:data:`GRAMMAR`), or the model's prediction for its task."""
+    ``layer``, a ``--target`` string (:data:`GRAMMAR`), or the model's prediction for its task.
+    ``perturbation``: the method perturbs the image (a box is then read by D-RISE's similarity)."""
     if isinstance(target, Objective):
         return target
     if channel_index is not None:
@@ -80,8 +86,10 @@ def objective_for(model: Model, x: torch.Tensor, target: int | str | torch.Tenso
             return neuron(layer, channel_index, *position)
         return channel(layer, channel_index)
     if isinstance(target, str) and (":" in target or target in ("up", "down")):
-        return _parsed(model, x, target)
+        return _parsed(model, x, target, perturbation)
     task = task_of(model, x)
+    if task == "detection":
+        return box_target(model, x, 0 if target is None else target, "drise" if perturbation else "score")
     if task == "segmentation":
         return predicted_region(model, x, target)
     if task == "regression" and target is None:
@@ -107,13 +115,14 @@ def predicted_region(model: Model, x: torch.Tensor, target: int | str | torch.Te
     indices, regions = _region(model, x, target, mask)
     chosen = region(indices if len(set(indices.tolist())) > 1 else int(indices[0]), regions)
     where = "the mask" if mask is not None else "its predicted pixels"
-    chosen.name = f"{_class_name(model, int(indices[0]))} over {where}"
-    if rather_than is None:
-        return chosen
-    other = class_index(model, rather_than)
-    rival = region(other, regions)
-    rival.name = _class_name(model, other)
-    return contrast(chosen, rival)
+    chosen.name = f"{_class_name(model, int(indices[0]))} over {where} (outlined)"
+    if rather_than is not None:
+        other = class_index(model, rather_than)
+        rival = region(other, regions)
+        rival.name = _class_name(model, other)
+        chosen = contrast(chosen, rival)
+    chosen.marks = lambda image, i: outlined(image, regions[i] if regions.dim() == 3 else regions)
+    return chosen
 
 
 def _region(model: Model, x: torch.Tensor, target: int | str | torch.Tensor | None,
@@ -148,8 +157,39 @@ def _region(model: Model, x: torch.Tensor, target: int | str | torch.Tensor | No
     return indices, regions
 
 
-def _parsed(model: Model, x: torch.Tensor, target: str) -> Objective:
+def box_target(model: Model, x: torch.Tensor, index: int | str, part: str = "score") -> Objective:
+    """Box ``index`` (best first, as :func:`~convscope.inspect.detections.detect` numbers them) of each
+    image: its ``part`` (:data:`~convscope.core.task_objectives.BOX_PARTS`), or ``"drise"``, D-RISE's
+    similarity to it.
+
+    Raises:
+        ConvscopeError: an image has no such box, or ``part`` is unknown.
+    """
+    if not str(index).isdigit():
+        raise ConvscopeError(f"box:K needs a box number, not {shorten(str(index))!r}")
+    if part not in (*BOX_PARTS, "drise"):
+        raise ConvscopeError(f"unknown box part {shorten(part)!r}; accepted: {', '.join(BOX_PARTS)}, drise")
+    k, chosen, every = int(index), [], detect(model, x)
+    for i, found in enumerate(every):
+        if k >= len(found):
+            raise ConvscopeError(f"image {i} has {len(found)} boxes above score {THRESHOLD} (box:0 to box:"
+                                 f"{len(found) - 1}), not a box {k}" if found else
+                                 f"image {i} has no box above score {THRESHOLD}; nothing to explain")
+        chosen.append(found[k])
+    boxes = torch.tensor([d.box for d in chosen])
+    classes = torch.tensor([d.index for d in chosen])
+    objective = box_similarity(boxes, classes) if part == "drise" else box(boxes, classes, part)
+    what = "D-RISE similarity to" if part == "drise" else f"{part} of"
+    objective.name = f"{what} box {k} ({chosen[0].label} {chosen[0].score:.2f})"
+    objective.marks = lambda image, i: box_picture(image, every[i], chosen=k)
+    return objective
+
+
+def _parsed(model: Model, x: torch.Tensor, target: str, perturbation: bool) -> Objective:
     kind, _, rest = target.partition(":")
+    if kind == "box":
+        index, _, part = rest.partition(":")
+        return box_target(model, x, index, part or ("drise" if perturbation else "score"))
     if kind in ("up", "down"):
         if rest and not rest.isdigit():
             raise ConvscopeError(f"{kind}:INDEX needs a number, not {shorten(rest)!r}")
@@ -165,10 +205,13 @@ def _parsed(model: Model, x: torch.Tensor, target: str) -> Objective:
             raise ConvscopeError(f"the mask {shorten(mask_file)} has no pixel above one half")
         return predicted_region(model, x, first or None, mask=mask, rather_than=other or None)
     if kind in ("similar", "different"):
+        picture = load_image(rest)
         with frozen(model.net), torch.no_grad():
-            reference = model(model.prepare(load_image(rest)))
-        alike = similarity(reference)
-        return alike if kind == "similar" else -alike
+            reference = model(model.prepare(picture))
+        alike = similarity(reference) if kind == "similar" else -similarity(reference)
+        alike.name = f"{'similarity' if kind == 'similar' else 'difference'} to {shorten(rest)} (shown beside)"
+        alike.marks = lambda image, i: side_by_side([image, model.to_channels(picture)[0].expand(3, -1, -1).cpu()])
+        return alike
     raise ConvscopeError(f"unknown target {shorten(target)!r}; accepted: {GRAMMAR}")
 
 

@@ -1,4 +1,4 @@
-"""Commands that look at what is there: models, layers, classify, filters, activations, blocks."""
+"""Commands that look at what is there: models, layers, classify, detect, filters, activations, blocks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from convscope.core.render import save_array
 from convscope.core.summary import list_layers
 from convscope.inspect.activations import activations as activation_maps
 from convscope.inspect.blocks import building_blocks
+from convscope.inspect.detections import THRESHOLD, detections_picture
+from convscope.inspect.detections import detect as boxes_of
 from convscope.inspect.filters import filters as filter_kernels
 from convscope.inspect.predictions import classify as top_classes
 from convscope.models import DEFAULT_MODEL, list_models
@@ -61,6 +63,34 @@ def classify(images: Annotated[list[Path], typer.Argument(help="Image files.")],
         typer.echo(result["image"])
         for p in result["predictions"]:
             typer.echo(f"  {p['probability']:7.2%}  {p['label']} ({p['index']})")
+
+
+@app.command()
+def detect(images: Annotated[list[Path], typer.Argument(help="Image files.")],
+           threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Lowest score shown.")] = THRESHOLD,
+           picture: Annotated[Path | None, typer.Option("--picture", help="PNG of the first image with its "
+                                                         "boxes.")] = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+           model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+    """Print a detector's boxes, numbered best first as --target box:K names them."""
+    if picture is not None:
+        check_output(picture)
+    net = open_model(model, device)
+    results, first = [], None
+    for path in images:
+        x = load_image(path, size=net.input_size)
+        first = x if first is None else first
+        results.append({"image": str(path), "boxes": [d.as_dict() for d in boxes_of(net, x, threshold=threshold)[0]]})
+    if picture is not None:
+        detections_picture(net, first, threshold=threshold).save(picture)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for result in results:
+        typer.echo(f"{result['image']}: {len(result['boxes'])} boxes above score {threshold:g}")
+        for k, d in enumerate(result["boxes"]):
+            x1, y1, x2, y2 = d["box"]
+            typer.echo(f"  box:{k:<3} {d['score']:6.2f}  {d['label']} ({d['index']})  at x {x1:.1f}-{x2:.1f}, y {y1:.1f}-{y2:.1f}")
 
 
 @app.command()

@@ -31,7 +31,13 @@ class Objective:
         name: a readable description.
         select: ``i -> `` this objective for example ``i`` alone, for objectives with one index per
             example; the others are the same for every example.
+
+    Attributes:
+        marks: ``(image (3, H, W), i) -> image`` drawing what the objective is about on example
+            ``i`` (a detector's boxes, the explained region), or None; pictures call it.
     """
+
+    marks: Callable[[torch.Tensor, int], torch.Tensor] | None = None
 
     def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: tuple[str, ...], name: str,
                  select: Callable[[int], Objective] | None = None) -> None:

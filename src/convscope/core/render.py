@@ -161,6 +161,15 @@ def draw_boxes(image: torch.Tensor, boxes: list[tuple[int, int, int, int]], colo
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
 
 
+def outlined(image: torch.Tensor, mask: torch.Tensor, *, color: tuple[float, float, float] = (0.0, 1.0, 1.0),
+             width: int = 1) -> torch.Tensor:
+    """``(3, H, W)`` image with the border of ``mask`` ``(h, w)`` (resized to ``H x W``) drawn in ``color``."""
+    inside = F.interpolate(mask.float()[None, None], size=image.shape[-2:], mode="nearest")[0, 0] > 0.5
+    shrunk = -F.max_pool2d(-inside.float()[None, None], 2 * width + 1, stride=1, padding=width)[0, 0] > 0.5
+    border = inside & ~shrunk
+    return torch.where(border, torch.tensor(color).view(3, 1, 1), image)
+
+
 def save_array(path: str | Path, **arrays: np.ndarray) -> Path:
     """Saves one array as ``.npy`` or several as ``.npz``, atomically."""
     path = Path(path)

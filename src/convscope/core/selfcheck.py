@@ -55,6 +55,7 @@ from torch.utils._pytree import tree_flatten
 
 from convscope.core.hooks import frozen
 from convscope.core.layout import channels_last as channels_last_weights
+from convscope.models.detectors import run_network
 from convscope.models.model import Model
 
 log = logging.getLogger("convscope.selfcheck")
@@ -216,7 +217,7 @@ def _reference(model: Model, probe: torch.Tensor) -> _Reference | None:
 
 def _measure(model: Model, probe: torch.Tensor) -> _Reference | None:
     with frozen(model.net), torch.no_grad():
-        leaves, _ = tree_flatten(model.net(model.normalize(probe)))  # every output, not only the one read
+        leaves, _ = tree_flatten(run_network(model.net, model.normalize(probe)))  # every output, not only the one read
     shapes = [o.shape for o in leaves if isinstance(o, torch.Tensor) and o.is_floating_point()]
     if not shapes:
         return None
@@ -269,7 +270,7 @@ def _differentiate(model: Model, net: nn.Module, images: torch.Tensor, weights: 
     of their projection on ``weights`` (one per output, for a batch of 2), by plain autograd."""
     with frozen(net), torch.enable_grad():
         images = images.detach().clone().requires_grad_(True)
-        leaves, _ = tree_flatten(net(model.normalize(images)))
+        leaves, _ = tree_flatten(run_network(net, model.normalize(images)))
         outputs = [o for o in leaves if isinstance(o, torch.Tensor) and o.is_floating_point()]
         if len(outputs) != len(weights) or any(o.shape[1:] != w.shape[1:] for o, w in zip(outputs, weights)):
             raise RuntimeError("its outputs differ in number or shape from the original's")

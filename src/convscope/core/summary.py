@@ -10,6 +10,7 @@ import torch
 from convscope.core.hooks import frozen, trace_calls
 from convscope.core.maps import MapReading, reading_of
 from convscope.core.receptive import ReceptiveField, ReceptiveFieldTracer
+from convscope.models.detectors import run_network
 from convscope.models.model import Model, as_model
 
 
@@ -59,7 +60,7 @@ def list_layers(model: Model | torch.nn.Module, *, size: tuple[int, int] | None 
     with frozen(model.net), torch.no_grad(), trace_calls(model.net) as calls:
         tracer = ReceptiveFieldTracer(x)
         with tracer:
-            model.net(x)
+            run_network(model.net, x)
     return [LayerInfo(call.name, type(call.module).__name__, _shape(call.output),
                       sum(p.numel() for p in call.module.parameters()),
                       tracer.field(call.output) if isinstance(call.output, torch.Tensor) else None,

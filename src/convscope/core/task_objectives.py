@@ -4,6 +4,8 @@
 * regression: :func:`output_value`, one output value (negate it to explain "down");
 * segmentation: :func:`region`, a class's mean logit over a mask (the predicted pixels of that
   class, a mask the user gives, or any other), and its contrastive form (:func:`contrast`);
+* detection: :func:`box`, one box's score (or its class, objectness or an edge) at the candidate
+  that matches it best, and :func:`box_similarity`, D-RISE's similarity of the candidates to it;
 * embedding: :func:`similarity`, the cosine similarity to reference vectors (negate it for
   "different from").
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from convscope.core.boxes import iou
 from convscope.core.objectives import OUTPUT, Objective, _check_range, _pick, _selector, _show
 from convscope.errors import ConvscopeError
 
@@ -90,6 +93,79 @@ def similarity(reference: torch.Tensor) -> Objective:
         return F.cosine_similarity(vectors.unsqueeze(1), ref.unsqueeze(0), dim=2).mean(1)
     return Objective(score, (OUTPUT,), "similarity to the reference",
                      (lambda i: similarity(reference[i])) if len(reference) > 1 else None)
+
+
+#: What a box target reads at its candidate: the score ``objectness * class``, one factor, its overlap
+#: with the box (its position), or one edge.
+BOX_PARTS = ("score", "class", "objectness", "iou", "x1", "y1", "x2", "y2")
+
+
+def box(reference: torch.Tensor, index: int | torch.Tensor, part: str = "score") -> Objective:
+    """One box of a detector's packed candidates ``(B, N, 5 + K)`` (:mod:`convscope.models.detectors`).
+
+    The candidate read is the one that overlaps ``reference`` most (chosen without gradient; at the
+    image the box was found on, the box itself), so the target follows its object through
+    perturbed and interpolated copies of the image.
+
+    Args:
+        reference: ``(4,)`` the box ``x1, y1, x2, y2``, or ``(B, 4)`` one per image.
+        index: its class, or ``(B,)`` one per image.
+        part: one of :data:`BOX_PARTS`. ``iou`` is for perturbations: at the detected box itself
+            the overlap is at its maximum, a kink, and its gradient there is decided by rounding.
+    """
+    if part not in BOX_PARTS:
+        raise ConvscopeError(f"unknown box part {part!r}; accepted: {', '.join(BOX_PARTS)}")
+    references, classes = reference.detach().float().view(-1, 4), torch.as_tensor(index).view(-1)
+
+    def score(acts):
+        candidates, wanted, chosen = _candidates(acts, references, classes)
+        rows = torch.arange(len(candidates), device=candidates.device)
+        scores = candidates[..., 4] * candidates[..., 5:].gather(-1, wanted.view(-1, 1, 1).expand(
+            -1, candidates.shape[1], 1))[..., 0]
+        overlaps = iou(candidates[..., :4], chosen[:, None])
+        match = (overlaps + 1e-3 * scores).detach().argmax(1)
+        if part in ("score", "iou"):
+            return (scores if part == "score" else overlaps)[rows, match]
+        if part == "class":
+            return candidates[rows, match, 5 + wanted]
+        return candidates[rows, match, 4 if part == "objectness" else BOX_PARTS.index(part) - 4]
+    return Objective(score, (OUTPUT,), f"box {part}", _per_box(box, references, classes, part))
+
+
+def box_similarity(reference: torch.Tensor, index: int | torch.Tensor) -> Objective:
+    """D-RISE's similarity (Petsiuk et al. 2021) of a detector's candidates to one box: the best over
+    the candidates of IoU x the cosine of their class probabilities with the box's class (one-hot)
+    x objectness. ``reference`` ``(4,)`` or ``(B, 4)``, ``index`` its class or ``(B,)``."""
+    references, classes = reference.detach().float().view(-1, 4), torch.as_tensor(index).view(-1)
+
+    def score(acts):
+        candidates, wanted, chosen = _candidates(acts, references, classes)
+        probabilities = candidates[..., 5:]
+        cosine = probabilities.gather(-1, wanted.view(-1, 1, 1).expand(-1, candidates.shape[1], 1))[..., 0] \
+            / probabilities.norm(dim=-1).clamp_min(1e-12)
+        return (iou(candidates[..., :4], chosen[:, None]) * cosine * candidates[..., 4]).amax(1)
+    return Objective(score, (OUTPUT,), "box similarity (D-RISE)",
+                     _per_box(lambda r, i, _: box_similarity(r, i), references, classes, None))
+
+
+def _candidates(acts, references: torch.Tensor, classes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The packed candidates, and each copy's class ``(N,)`` and reference box ``(N, 4)``."""
+    candidates = acts[OUTPUT]
+    if candidates.dim() != 3 or candidates.shape[-1] < 6:
+        raise ConvscopeError(f"a box target needs a detector's candidates (B, boxes, 5 + classes); this model "
+                             f"returns shape {tuple(candidates.shape)}")
+    _check_range("class index", classes, candidates.shape[-1] - 5)
+    wanted = _per_copy(classes.to(candidates.device), len(candidates))
+    chosen = _per_copy(references.to(candidates.device, candidates.dtype), len(candidates))
+    return candidates, wanted, chosen
+
+
+def _per_box(make, references: torch.Tensor, classes: torch.Tensor, part):
+    """The selector of a box objective with one box per image (None when one box serves all)."""
+    if len(references) == 1 and len(classes) == 1:
+        return None
+    return lambda i: make(references[i if len(references) > 1 else 0], classes[i if len(classes) > 1 else 0], part)
 
 
 def _planes(output: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

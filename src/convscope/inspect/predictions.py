@@ -17,6 +17,7 @@ NOT_A_CLASSIFIER = {
     "segmentation": "explain a class over a region (--target region:CLASS, or region:CLASS@MASK.png)",
     "regression": "explain its output value (--target up or --target down)",
     "embedding": "explain the similarity to a reference (--target similar:IMAGE)",
+    "detection": "explain one of its boxes (--target box:INDEX; convscope detect lists them)",
     "classification": "its output has no class axis; name the output tensor with --output",
 }
 

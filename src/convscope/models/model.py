@@ -13,6 +13,7 @@ from convscope.core.images import fit
 from convscope.core.sizes import known_rule, size_rule, to_accepted
 from convscope.errors import ConvscopeError
 from convscope.models.labels import Labels
+from convscope.models.detectors import is_detector, run_network
 from convscope.models.outputs import OutputSpec, check_task, infer_task, select_output
 
 Result = TypeVar("Result")
@@ -35,8 +36,9 @@ class Model:
         channels: 3 for RGB networks, 1 for grayscale ones.
         output: which tensor of what the network returns the methods read (a key, an index or a
             function; None finds it: see :mod:`convscope.models.outputs`).
-        task: classification, multi-label, regression, segmentation or embedding; None infers it
-            from the output's shape (:meth:`task_of`).
+        task: classification, multi-label, regression, segmentation, detection or embedding; None
+            infers it from the network (a detector known to :mod:`convscope.models.detectors`) or its
+            output's shape (:meth:`task_of`).
     """
 
     net: nn.Module
@@ -74,12 +76,13 @@ class Model:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` pixels in [0, 1] -> the network's output tensor: ``(B, classes)`` logits
-        for a classifier, ``(B, classes, h, w)`` for a segmenter, ``(B, D)`` for an embedding."""
-        return select_output(self.net(self.normalize(x)), self.output)
+        for a classifier, ``(B, classes, h, w)`` for a segmenter, ``(B, D)`` for an embedding,
+        ``(B, N, 5 + K)`` candidate boxes for a detector (:mod:`convscope.models.detectors`)."""
+        return select_output(run_network(self.net, self.normalize(x)), self.output)
 
     def task_of(self, output: torch.Tensor) -> str:
         """The model's task: as set, or as ``output`` (what it returned) implies."""
-        return self.task or infer_task(output)
+        return self.task or ("detection" if is_detector(self.net) else infer_task(output))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Resizes/crops ``(B, C, H, W)`` images to the input size and moves them to the device."""

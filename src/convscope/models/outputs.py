@@ -22,7 +22,7 @@ from convscope.errors import ConvscopeError, shorten
 
 #: How a model names its output: a key (dict or attribute), an index (tuple or list), or a function.
 OutputSpec = Union[str, int, Callable[[Any], torch.Tensor], None]
-TASKS = ("classification", "multi-label", "regression", "segmentation", "embedding")
+TASKS = ("classification", "multi-label", "regression", "segmentation", "detection", "embedding")
 #: Keys tried in order in a dict or ModelOutput: torchvision's segmenters, then Hugging Face's heads.
 KEYS = ("out", "logits", "logits_per_image", "image_embeds", "embeddings", "pooler_output", "last_hidden_state")
 

@@ -1,0 +1,121 @@
+"""Task targets' speed, in one run: Grad-CAM of a segmentation region against pytorch-grad-cam,
+and D-RISE on a detector against the plain batched implementation.
+
+Run: python benchmarks/tasks.py [--repeats 3] [--masks 1000]
+Needs: pip install --no-deps torchvision==0.28.0 grad-cam ttach (the tests' stand-ins for
+torchvision's compiled operators are loaded first: tests/torchvision_cpu.py).
+
+Random-initialized torchvision models (LR-ASPP MobileNetV3 at 224 px; SSDlite MobileNetV3 at its
+320 px) with batch-norm statistics measured on the sample photos. Each row prints the seconds of
+each side (best of --repeats, timed in turn) and how far the two maps are apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import torchvision_cpu  # noqa: E402 (before torchvision)
+from timing import interleaved  # noqa: E402
+
+import convscope as cs  # noqa: E402
+from convscope.attribute.rise import rise, rise_masks  # noqa: E402
+from convscope.attribute.targets import objective_for  # noqa: E402
+from convscope.core.hooks import frozen  # noqa: E402
+from convscope.core.objectives import OUTPUT  # noqa: E402
+
+
+def calibrated(net: torch.nn.Module, size: int) -> cs.Model:
+    """``net`` with batch-norm statistics measured on the four sample photos."""
+    model = cs.Model(net.eval(), input_size=(size, size))
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    photos = torch.cat([cs.sample_image(name, size=size) for name in ("cat", "coffee", "astronaut", "rocket")])
+    with torch.no_grad():
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+            norm.train()
+        model(photos)
+        for norm in norms:
+            norm.eval()
+    return model
+
+
+def segmentation_row(repeats: int) -> tuple:
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    model = calibrated(lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=6), 224)
+    x = cs.sample_image("coffee", size=224)
+    objective = objective_for(model, x)
+    with torch.no_grad():
+        predicted = model(x).argmax(1)[0]
+    index = int(objective.name.split()[1])
+    mask = (predicted == index).float().numpy()
+    layer = "backbone.16"
+
+    class Wrapped(torch.nn.Module):  # the peer's documented wrapping: a tensor, not a dict
+        def __init__(self):
+            super().__init__()
+            self.net = model.net
+
+        def forward(self, z):
+            return self.net(z)["out"]
+    target = [SemanticSegmentationTarget(index, mask)]
+    with GradCAM(model=Wrapped(), target_layers=[dict(model.net.named_modules())[layer]]) as peer:
+        ours = lambda: cs.saliency(model, x, objective, method="gradcam", layer=layer).map[0]  # noqa: E731
+        theirs = lambda: torch.from_numpy(peer(x, targets=target))[0]  # noqa: E731
+        timed = interleaved({"ours": ours, "peer": theirs}, repeats)
+        got, reference = ours(), theirs()
+    scaled = (got - got.min()) / (got.max() - got.min())
+    return ("Grad-CAM, segmentation region, LR-ASPP 224 px (vs pytorch-grad-cam)", timed["ours"], timed["peer"],
+            float((scaled - reference).abs().max()))
+
+
+def drise_row(repeats: int, count: int) -> tuple:
+    detection = torchvision_cpu.torchvision_detection()
+    torch.manual_seed(0)
+    model = calibrated(detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3),
+                       320)
+    x = cs.sample_image("astronaut", size=320)
+    objective = objective_for(model, x, "box:0", perturbation=True)
+
+    def plain() -> torch.Tensor:
+        """Batches of 64 masked images through the network as it is; the similarity of each."""
+        total, scores = torch.zeros(x.shape[-2:]), []
+        with frozen(model.net), torch.no_grad():
+            for start in range(0, count, 64):
+                masks = rise_masks(count, x.shape[-2:], seed=0, start=start, stop=min(count, start + 64))
+                values = objective({OUTPUT: model(x * masks)})
+                scores.append(values)
+                total += (values.view(-1, 1, 1) * masks[:, 0]).sum(0)
+            scores = torch.cat(scores)
+            masks = rise_masks(count, x.shape[-2:], seed=0)[:, 0].sum(0)
+        return (total - scores.mean() * masks) / (count * 0.5)
+    ours = lambda: rise(model, x, objective, masks=count)[0]  # noqa: E731
+    timed = interleaved({"ours": ours, "peer": plain}, repeats)
+    got, reference = ours(), plain()
+    return (f"D-RISE, {count} masks, SSDlite 320 px (vs plain batches of 64)", timed["ours"], timed["peer"],
+            float((got - reference).abs().max() / reference.abs().max()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--masks", type=int, default=1000)
+    args = parser.parse_args()
+    rows = [segmentation_row(args.repeats), drise_row(max(1, args.repeats // 3), args.masks)]
+    print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"{'work':<70} {'convscope s':>11} {'peer s':>9} {'speed-up':>9} {'maps apart':>11}")
+    for name, ours, theirs, apart in rows:
+        print(f"{name:<70} {ours:11.3f} {theirs:9.3f} {theirs / ours:8.2f}x {apart:11.1e}")
+
+
+if __name__ == "__main__":
+    main()
