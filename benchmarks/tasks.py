@@ -1,5 +1,6 @@
 """Task targets' speed, in one run: Grad-CAM of a segmentation region against pytorch-grad-cam,
-and D-RISE on a detector against the plain batched implementation.
+D-RISE on a detector against the plain batched implementation, and exact occlusion of a region
+against brute force.
 
 Run: python benchmarks/tasks.py [--repeats 3] [--masks 1000]
 Needs: pip install --no-deps torchvision==0.28.0 grad-cam ttach (the tests' stand-ins for
@@ -23,6 +24,7 @@ from tests import torchvision_cpu  # noqa: E402 (before torchvision)
 from timing import interleaved  # noqa: E402
 
 import convscope as cs  # noqa: E402
+from convscope.attribute.occlusion import occlusion  # noqa: E402
 from convscope.attribute.rise import rise, rise_masks  # noqa: E402
 from convscope.attribute.targets import objective_for  # noqa: E402
 from convscope.core.hooks import frozen  # noqa: E402
@@ -78,6 +80,20 @@ def segmentation_row(repeats: int) -> tuple:
             float((scaled - reference).abs().max()))
 
 
+def occlusion_row(repeats: int) -> tuple:
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    model = calibrated(lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=6), 224)
+    x = cs.sample_image("coffee", size=224)
+    run = {mode: (lambda mode=mode: occlusion(model, x, patch=32, stride=16, mode=mode).probabilities)
+           for mode in ("exact", "brute")}
+    timed = interleaved(run, repeats)
+    got, reference = run["exact"](), run["brute"]()
+    return ("exact occlusion, segmentation region, LR-ASPP 224 px (vs brute force)", timed["exact"],
+            timed["brute"], float((got - reference).abs().max() / reference.abs().max()))
+
+
 def drise_row(repeats: int, count: int) -> tuple:
     detection = torchvision_cpu.torchvision_detection()
     torch.manual_seed(0)
@@ -110,7 +126,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--masks", type=int, default=1000)
     args = parser.parse_args()
-    rows = [segmentation_row(args.repeats), drise_row(max(1, args.repeats // 3), args.masks)]
+    rows = [segmentation_row(args.repeats), drise_row(max(1, args.repeats // 3), args.masks),
+            occlusion_row(max(1, args.repeats // 3))]
     print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"{'work':<70} {'convscope s':>11} {'peer s':>9} {'speed-up':>9} {'maps apart':>11}")
     for name, ours, theirs, apart in rows:

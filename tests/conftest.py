@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import pytest
@@ -11,6 +12,17 @@ from torch import nn
 import convscope as cs
 from tests import torchvision_cpu  # noqa: F401 (before any torchvision import)
 
+def _share_the_cores() -> None:
+    """Under pytest-xdist, each worker (and every process it starts) takes its share of the cores,
+    so that two workers on two cores do not each run two threads."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+_share_the_cores()
 _MODULES: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 _original_init = nn.Module.__init__
 

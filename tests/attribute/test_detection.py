@@ -16,6 +16,7 @@ from torch import nn
 import convscope as cs
 from convscope.attribute.core import attribute
 from convscope.attribute.rise import rise, rise_masks
+from convscope.attribute.occlusion import occlusion
 from convscope.attribute.targets import objective_for
 from convscope.inspect.detections import detect
 from tests.conftest import assert_unchanged, snapshot
@@ -223,3 +224,83 @@ def test_grad_cam_of_a_faster_rcnn_box_equals_pytorch_grad_cam_on_torchvision_ou
         reference = torch.from_numpy(cam(photo, targets=[score_of_the_box]))[0]
     normalize = lambda m: (m - m.min()) / (m.max() - m.min())  # noqa: E731 - the library scales to [0, 1]
     assert float(reference.std()) > 0.05 and float((normalize(got) - reference).abs().max()) < 1e-3
+
+
+def test_occluding_a_box_changes_only_where_the_patch_covers_its_cell():
+    """D-RISE's similarity on the cell detector reads only the box's own cell (the other cells'
+    boxes do not overlap it), so only patches over that cell change it."""
+    model, x = _cells()
+    chosen = detect(model, x)[0][0]
+    result = occlusion(model, x, "box:0", patch=4, stride=4, fill="zero", mode="exact")
+    left, top = int(chosen.box[0]) // 4, int(chosen.box[1]) // 4
+    changed = (result.probabilities[0] - result.baseline[0]).abs() > 1e-7
+    inside = torch.zeros(8, 8, dtype=torch.bool)
+    inside[top:top + 2, left:left + 2] = True
+    assert torch.equal(changed, inside)
+    with torch.no_grad():
+        row = model(x)[0, chosen.candidate]
+    expected = float(row[4] * row[5 + chosen.index] / row[5:].norm())  # IoU 1 x cosine with one-hot x objectness
+    assert abs(float(result.baseline[0]) - expected) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def yolo(tmp_path_factory) -> cs.Model:
+    """Ultralytics' YOLOv8n from its yaml, random weights (an optional test-only dependency: AGPL)."""
+    import os
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics")))
+    torchvision_detection()  # its NMS calls torchvision's
+    tasks = pytest.importorskip("ultralytics.nn.tasks")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = tasks.DetectionModel("yolov8n.yaml", nc=3, verbose=False)
+        with torch.no_grad():
+            for branch in net.model[-1].cv3:  # its prior: class probabilities near 1% (few objects per image)
+                branch[-1].bias.zero_()
+    return _calibrated(net, SIZE)
+
+
+def test_yolo_boxes_equal_ultralytics_nms_and_a_box_gradient_equals_autograd_of_its_score(yolo, photo):
+    from ultralytics.utils.nms import non_max_suppression
+    found = detect(yolo, photo)[0]
+    with torch.no_grad():
+        (own,) = non_max_suppression(yolo.net(photo), conf_thres=0.3, iou_thres=0.5, max_det=20)
+    assert len(found) == len(own) > 3
+    assert torch.allclose(torch.tensor([d.box for d in found]), own[:, :4], rtol=1e-5, atol=1e-3)
+    assert torch.allclose(torch.tensor([d.score for d in found]), own[:, 4], rtol=1e-5)
+    assert [d.index for d in found] == own[:, 5].long().tolist()
+    got = cs.saliency(yolo, photo, "box:1").raw[0]
+    x = photo.clone().requires_grad_(True)
+    grid = yolo.net(x)[0]  # (1, 4 + classes, candidates): its score is the class sigmoid there
+    (expected,) = torch.autograd.grad(grid[0, 4 + found[1].index, found[1].candidate], x)
+    scale = float(expected.abs().max())
+    assert scale > 0 and float((got - expected[0]).abs().max()) < 1e-3 * scale
+
+
+def test_detr_queries_equal_hugging_face_post_processing_and_a_box_gradient_its_probability(photo):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.DetrConfig(
+        use_timm_backbone=False, use_pretrained_backbone=False, num_labels=3, num_queries=12, d_model=32,
+        backbone_config=transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
+                                                  out_features=["stage2"]),
+        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = transformers.DetrForObjectDetection(config).eval()
+        with torch.no_grad():
+            net.class_labels_classifier.weight.mul_(20)  # confident classes, so that boxes pass 0.3
+    model = _calibrated(net)
+    found = detect(model, photo)[0]
+    processor = transformers.DetrImageProcessor()
+    with torch.no_grad():
+        (own,) = processor.post_process_object_detection(net(photo), threshold=0.3, target_sizes=[(SIZE, SIZE)])
+    order = own["scores"].argsort(descending=True)  # queries in order; convscope lists best first, unsuppressed
+    assert len(found) == len(order) > 3
+    assert torch.allclose(torch.tensor([d.box for d in found]), own["boxes"][order], rtol=1e-5, atol=1e-3)
+    assert torch.allclose(torch.tensor([d.score for d in found]), own["scores"][order], rtol=1e-5)
+    got = cs.saliency(model, photo, "box:0").raw[0]
+    x = photo.clone().requires_grad_(True)
+    probabilities = net(x).logits.softmax(-1)
+    (expected,) = torch.autograd.grad(probabilities[0, found[0].candidate, found[0].index], x)
+    scale = float(expected.abs().max())
+    assert scale > 0 and float((got - expected[0]).abs().max()) < 1e-3 * scale

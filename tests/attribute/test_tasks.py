@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import convscope as cs
+from convscope.attribute.occlusion import occlusion
 from convscope.attribute.targets import objective_for
 from convscope.core.objectives import OUTPUT
 from convscope.core.task_objectives import region, similarity
@@ -244,3 +245,30 @@ def test_ablation_cam_of_a_region_on_a_layer_of_few_channels_has_a_known_answer(
     expected = F.interpolate(torch.relu(coarse)[:, None], size=(24, 24), mode="bilinear")[:, 0]
     assert torch.allclose(got / got.amax((1, 2), keepdim=True), expected / expected.amax((1, 2), keepdim=True),
                           atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["exact", "brute"])
+def test_occlusion_of_a_region_equals_the_masked_mean_computed_at_every_position(mode):
+    net = _Segmenter()
+    model = cs.Model(net, input_size=(24, 24))
+    x = _images(1)
+    objective = objective_for(model, x)  # the largest predicted class over its predicted pixels
+    result = occlusion(model, x, patch=8, stride=8, fill="zero", mode=mode)
+    expected = torch.zeros(3, 3)
+    with torch.no_grad():
+        for row in range(3):
+            for col in range(3):
+                covered = x.clone()
+                covered[..., 8 * row:8 * row + 8, 8 * col:8 * col + 8] = 0
+                expected[row, col] = objective({OUTPUT: net(covered)["out"]})[0]
+        unoccluded = objective({OUTPUT: net(x)["out"]})[0]
+    assert torch.allclose(result.probabilities[0], expected, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(result.baseline[0], unoccluded, rtol=1e-5)
+    assert result.watched == objective.name and "over its predicted pixels" in result.watched
+
+
+def test_occlusion_refuses_a_target_inside_the_network_in_one_line():
+    model = cs.Model(_Segmenter(), input_size=(24, 24))
+    from convscope.core.objectives import channel
+    with pytest.raises(cs.ConvscopeError, match=r"occlusion watches the network's output; .* reads layer body.1"):
+        occlusion(model, _images(1), channel("body.1", 0), patch=8, stride=8)

@@ -132,13 +132,22 @@ WEIGHTINGS = {
 def _score_weights(model: Model, x: torch.Tensor, objective: Objective, layer: str, reading, maps: torch.Tensor
                    ) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020): each channel's map, upsampled and scaled to [0, 1], masks the
-    image; the softmax over channels of the objective on the masked copies is the channel's weight."""
+    image; the softmax over channels of the objective on the masked copies is the channel's weight.
+
+    A channel whose map is constant (a dead unit, common after a ReLU) masks out the whole image:
+    all such channels share one masked copy, scored once (on a trained EfficientNet-Lite0's last
+    layer, 64% of the channels for the cat photo)."""
     masks = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=True)
     low, high = masks.amin(dim=(2, 3), keepdim=True), masks.amax(dim=(2, 3), keepdim=True)
     masks = (masks - low) / (high - low + 1e-8)
-    scores = _chunked_scores(model, objective, maps.shape[1],
-                             lambda channels: (x[:, None] * masks[:, channels, None]).flatten(0, 1))
-    return scores.softmax(-1)
+    constant = ((high - low) <= 0).view(len(x), -1).all(0)  # (C,): blank masks in every image
+    scored = torch.cat([(~constant).nonzero()[:, 0], constant.nonzero()[:1, 0]])  # one blank stands for all
+    scores = _chunked_scores(model, objective, len(scored),
+                             lambda chunk: (x[:, None] * masks[:, scored[chunk], None]).flatten(0, 1))
+    every = scores.new_empty(len(x), maps.shape[1])
+    every[:, scored] = scores
+    every[:, constant] = scores[:, -1:]
+    return every.softmax(-1)
 
 
 def _ablation_weights(model: Model, x: torch.Tensor, objective: Objective, layer: str, reading, maps: torch.Tensor

@@ -1,5 +1,9 @@
 """Occlusion (Zeiler & Fergus 2014, arXiv:1311.2901): slide a patch, watch the class probability.
 
+For a classifier's class, the score watched is its probability; for any other target (a
+segmenter's region, a detector's box, a regression's output: :mod:`convscope.attribute.targets`)
+it is that objective's value, which must be read from the network's output.
+
 Three ways to evaluate the occluded copies, all batched:
 
 * ``exact`` — incremental inference (Krypton, SIGMOD 2019): after one full forward, each copy
@@ -54,8 +58,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from convscope.attribute.targets import class_indices, objective_for, task_of
 from convscope.core.hooks import frozen
 from convscope.core.incremental import IncrementalInference, Unreplayable
+from convscope.core.objectives import OUTPUT, Objective
 from convscope.core.render import Picture, overlay, picture, side_by_side
 from convscope.core.selfcheck import LOOSE, output_tolerance, relative_error
 from convscope.core.smoothing import gaussian_blur
@@ -74,12 +80,12 @@ log = logging.getLogger("convscope.occlusion")
 
 @dataclass
 class OcclusionMap:
-    """Where covering the image changes the target's probability.
+    """Where covering the image changes the target's probability (or score, for other targets).
 
     Attributes:
-        probabilities: ``(B, rows, cols)`` target probability with the patch at each position.
-        baseline: ``(B,)`` target probability of the unoccluded image.
-        attribution: ``(B, H, W)`` mean probability drop over the patches covering each pixel.
+        probabilities: ``(B, rows, cols)`` target probability (or score) with the patch at each position.
+        baseline: ``(B,)`` target probability (or score) of the unoccluded image.
+        attribution: ``(B, H, W)`` mean probability (or score) drop over the patches covering each pixel.
         patch, stride: patch side and step, in pixels.
         images: ``(B, 3, H, W)`` the images.
         notes: how the copies were evaluated where it differs from what ``mode`` asked, and why.
@@ -92,6 +98,7 @@ class OcclusionMap:
     stride: int
     images: torch.Tensor
     notes: list[str] = field(default_factory=list)
+    watched: str = "probability"  #: what ``probabilities`` holds: "probability", or the objective's name
 
     @property
     def map(self) -> torch.Tensor:
@@ -104,7 +111,7 @@ class OcclusionMap:
         drop = self.attribution[index]
         lowest = float(self.probabilities[index].min())
         return picture(side_by_side([image, overlay(image, drop, alpha=0.6, vmin=0.0)]),
-                       f"occlusion {self.patch}px/{self.stride}: probability {float(self.baseline[index]):.3f} "
+                       f"occlusion {self.patch}px/{self.stride}: {self.watched} {float(self.baseline[index]):.3f} "
                        f"unoccluded, down to {lowest:.3f}", baseline=float(self.baseline[index]), lowest=lowest,
                        patch=self.patch, stride=self.stride)
 
@@ -112,7 +119,8 @@ class OcclusionMap:
         return self.picture()._repr_png_()
 
 
-def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Tensor, *, patch: int = 16,
+def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | str | torch.Tensor | Objective | None = None,
+              *, patch: int = 16,
               stride: int = 8, fill: str = "grey", mode: str = "exact", chunk_size: int | None = None,
               drill: float = DRILL, limit: float | None = None, precision: str = "float32",
               progress: bool = False, callback: Callable[[float], None] | None = None) -> OcclusionMap:
@@ -121,7 +129,9 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
     Args:
         model: a Model or network.
         x: ``(B, C, H, W)`` images in [0, 1].
-        target: class index, or ``(B,)`` indices.
+        target: class index, or ``(B,)`` indices (the top class when None, for a classifier);
+            or any target of :func:`~convscope.attribute.targets.objective_for` that reads the
+            output (a ``--target`` string, an Objective).
         patch, stride: patch side and step in pixels.
         fill: ``zero``, ``grey`` (0.5), ``mean`` (the image's mean color) or ``blur``.
         mode: ``exact``, ``fast`` or ``brute`` (see the module docstring).
@@ -138,15 +148,14 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
     if model.device.type == "cpu" and not fast_on_cpu(precision):
         warnings.warn(f"this CPU has no oneDNN {precision} convolutions: occlusion in {precision} runs on slow "
                       f"reference kernels, many times slower than float32; precision is meant for GPUs", stacklevel=2)
-    targets = torch.as_tensor(target).expand(len(x)) if not isinstance(target, torch.Tensor) or target.dim() == 0 \
-        else target
+    readers, watched = _readers(model, x, target)
     rows, cols = _positions(x.shape[-2], patch, stride), _positions(x.shape[-1], patch, stride)
     chunk = chunk_size or (GPU_CHUNK if model.device.type == "cuda" else CPU_CHUNK)
     maps, baselines, notes = [], [], []
     planned = len(x) * _planned(len(rows) * len(cols), len(_every_other(rows)) * len(_every_other(cols)), mode, drill)
     with frozen(model.net), torch.no_grad(), _Progress(planned, progress, callback) as report:
-        for image, index in zip(x.to(model.device), targets.tolist()):
-            scorer = _Scorer(model, image[None], index, patch, fill, mode, chunk, limit, PRECISIONS[precision],
+        for image, read in zip(x.to(model.device), readers):
+            scorer = _Scorer(model, image[None], read, patch, fill, mode, chunk, limit, PRECISIONS[precision],
                              report)
             maps.append(scorer.drill_down(rows, cols, drill) if mode == "fast" else scorer.grid(rows, cols))
             baselines.append(scorer.baseline)
@@ -154,7 +163,26 @@ def occlusion(model: Model | nn.Module, x: torch.Tensor, target: int | torch.Ten
     probabilities, baseline = torch.stack(maps), torch.stack(baselines)
     attribution = _spread(baseline[:, None, None] - probabilities, x.shape[-2:], patch, stride)
     images = model.to_channels(x).expand(-1, 3, -1, -1).cpu()
-    return OcclusionMap(probabilities, baseline, attribution, patch, stride, images, notes)
+    return OcclusionMap(probabilities, baseline, attribution, patch, stride, images, notes, watched)
+
+
+def _readers(model: Model, x: torch.Tensor, target) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], str]:
+    """Per image, ``outputs (N, ...) -> (N,)`` the watched score of N copies, and what it is."""
+    by_class = target is None or isinstance(target, (int, torch.Tensor)) or (
+        isinstance(target, str) and ":" not in target and target not in ("up", "down"))
+    if by_class and task_of(model, x) in ("classification", "multi-label"):
+        indices = class_indices(model, x, target)
+        sigmoid = task_of(model, x) == "multi-label"
+        same = bool((indices == indices[0]).all())
+        return [(lambda out, i=int(i): (out.float().sigmoid() if sigmoid else out.float().softmax(-1))[:, i])
+                for i in indices.tolist()], f"probability of {model.label(int(indices[0]))}" if same else "probability"
+    objective = objective_for(model, x, target, perturbation=True)
+    inner = [layer for layer in objective.layers if layer != OUTPUT]
+    if inner:
+        raise ConvscopeError(f"occlusion watches the network's output; {objective.name} reads layer {inner[0]} "
+                             f"(explain a unit with a gradient method: convscope saliency --layer)")
+    return [(lambda out, part=objective.example(i): part({OUTPUT: out.float()})) for i in range(len(x))], \
+        objective.name
 
 
 def _check(x: torch.Tensor, patch: int, stride: int, fill: str, mode: str, drill: float, precision: str) -> None:
@@ -219,16 +247,17 @@ class _Progress:
 
 
 class _Scorer:
-    """Target probability of one image with the patch at given positions."""
+    """The watched score (a class probability) of one image with the patch at given positions."""
 
-    def __init__(self, model: Model, x: torch.Tensor, target: int, patch: int, fill: str, mode: str, chunk: int,
-                 limit: float | None, dtype: torch.dtype, report: Callable[[int], None]) -> None:
-        self.model, self.x, self.target, self.patch, self.dtype = model, x, target, patch, dtype
+    def __init__(self, model: Model, x: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor], patch: int,
+                 fill: str, mode: str, chunk: int, limit: float | None, dtype: torch.dtype,
+                 report: Callable[[int], None]) -> None:
+        self.model, self.x, self.read, self.patch, self.dtype = model, x, read, patch, dtype
         self.chunk, self.report = chunk, report
         self.source = _fill_source(x, fill)
         self.notes: list[str] = []
         self.engine = None if mode == "brute" else self._replay(limit if mode == "fast" else None, dtype)
-        self.baseline = model(x).float().softmax(-1)[0, target].cpu()
+        self.baseline = read(model(x))[0].cpu()
 
     def _replay(self, limit: float | None, dtype: torch.dtype) -> IncrementalInference | None:
         """The incremental replay, once it matched brute force on two occluded copies (the first
@@ -264,7 +293,7 @@ class _Scorer:
             top, left = batch[:, 0], batch[:, 1]
             values = _patches(self.source, top, left, self.patch)
             logits = self.engine(top, left, values) if self.engine else self.model(_paste(self.x, top, left, values))
-            probs.append(logits.float().softmax(-1)[:, self.target].cpu())
+            probs.append(self.read(logits).cpu())
             self.report(len(batch))
         probs = torch.cat(probs)
         if self.dtype != torch.float32 and not torch.isfinite(probs).all():

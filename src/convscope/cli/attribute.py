@@ -71,21 +71,20 @@ def occlusion(image: Annotated[Path, typer.Argument(help="Image file.")], output
                                                             "(half precision pays on GPUs).")] = "float32",
               save_array_to: Annotated[Path | None, typer.Option("--save-array", help="Maps, .npz.")] = None,
               model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
-    """Slide a patch over the image and map the target probability (Zeiler & Fergus)."""
+    """Slide a patch over the image and map the target's probability or score (Zeiler & Fergus)."""
     check_output(output)
     if save_array_to:
         check_output(save_array_to, ".npz")
     net = open_model(model, device)
     x = load_image(image, size=net.input_size)
-    index = class_indices(net, x, target)
-    result = occlusion_map(net, x, index, patch=patch, stride=stride, fill=fill, mode=mode, drill=drill,
+    result = occlusion_map(net, x, target, patch=patch, stride=stride, fill=fill, mode=mode, drill=drill,
                           precision=precision, progress=True)
     picture = result.picture()
     if save_array_to:
         save_array(save_array_to, map=result.attribution[0].numpy(), probabilities=result.probabilities[0].numpy(),
                    baseline=result.baseline.numpy())
     picture.save(output)
-    typer.echo(f"{output}: {net.label(int(index[0]))}: {picture.caption}")
+    typer.echo(f"{output}: {picture.caption}")
 
 
 @app.command()

@@ -13,7 +13,7 @@ from convscope.core.boxes import nms
 from convscope.core.hooks import frozen
 from convscope.core.render import Picture, picture
 from convscope.errors import ConvscopeError
-from convscope.models.detectors import BOX, CLASSES, OBJECTNESS
+from convscope.models.detectors import BOX, CLASSES, OBJECTNESS, suppresses
 from convscope.models.model import Model, as_model
 
 #: Boxes scoring below this are not reported; boxes overlapping a better one more than this are dropped.
@@ -40,7 +40,8 @@ def detect(model: Model | nn.Module, x: torch.Tensor, *, threshold: float = THRE
            limit: int = 20) -> list[list[Detection]]:
     """The boxes of each image ``(B, C, H, W)`` in [0, 1], best first (at most ``limit``): each
     candidate box at most once, with its most likely class (where a detector reports one box under
-    two classes, the better is kept), suppressed within its class as torchvision does.
+    two classes, the better is kept), suppressed within its class as torchvision does (not for set
+    predictors such as DETR, which suppress nothing).
 
     Raises:
         ConvscopeError: the model is not a detector.
@@ -51,6 +52,7 @@ def detect(model: Model | nn.Module, x: torch.Tensor, *, threshold: float = THRE
     if model.task_of(candidates) != "detection":
         raise ConvscopeError(f"{model.name} is not a detector known to convscope; give Model(output=function, "
                              f"task='detection') a function returning its candidate boxes (B, N, 5 + classes)")
+    overlap = overlap if suppresses(model.net) else 1.0
     return [_suppressed(model, rows, threshold, overlap, limit) for rows in candidates]
 
 

@@ -54,6 +54,12 @@ def is_detector(net: nn.Module) -> bool:
     return detector_forward(net) is not None or type(net).__name__.endswith("ForObjectDetection")
 
 
+def suppresses(net: nn.Module) -> bool:
+    """Whether ``net``'s own post-processing suppresses overlapping boxes: all but set predictors
+    (DETR and its kin, whose queries are trained not to duplicate one another)."""
+    return not type(net).__name__.endswith("ForObjectDetection")
+
+
 def in_body(net: nn.Module, name: str) -> bool:
     """Whether layer ``name`` of detector ``net`` computes features of the image (its backbone, or
     for Ultralytics every layer before the detection head), not boxes and scores."""
