@@ -76,9 +76,10 @@ def objective_for(model: Model, x: torch.Tensor, target: int | str | torch.Tenso
                   position: tuple[int, int] | None = None, perturbation: bool = False) -> Objective:
     """What to explain for ``x`` ``(B, C, H, W)``: an Objective as given, a unit or channel of
     ``layer``, a ``--target`` string (:data:`GRAMMAR`), or the model's prediction for its task.
-    ``perturbation``: the method perturbs the image (a box is then read by D-RISE's similarity)."""
+    ``perturbation``: the method perturbs the image (a box is then read by D-RISE's similarity, an
+    objective by its :attr:`~convscope.core.objectives.Objective.perturbed` form)."""
     if isinstance(target, Objective):
-        return target
+        return target.perturbed if perturbation and target.perturbed is not None else target
     if channel_index is not None:
         if layer is None:
             raise ConvscopeError("a channel needs its layer: give --layer too")
@@ -89,7 +90,8 @@ def objective_for(model: Model, x: torch.Tensor, target: int | str | torch.Tenso
         return _parsed(model, x, target, perturbation)
     task = task_of(model, x)
     if task == "detection":
-        return box_target(model, x, 0 if target is None else target, "drise" if perturbation else "score")
+        chosen = box_target(model, x, 0 if target is None else target)
+        return chosen.perturbed if perturbation else chosen
     if task == "segmentation":
         return predicted_region(model, x, target)
     if task == "regression" and target is None:
@@ -157,17 +159,18 @@ def _region(model: Model, x: torch.Tensor, target: int | str | torch.Tensor | No
     return indices, regions
 
 
-def box_target(model: Model, x: torch.Tensor, index: int | str, part: str = "score") -> Objective:
+def box_target(model: Model, x: torch.Tensor, index: int | str, part: str | None = None) -> Objective:
     """Box ``index`` (best first, as :func:`~convscope.inspect.detections.detect` numbers them) of each
     image: its ``part`` (:data:`~convscope.core.task_objectives.BOX_PARTS`), or ``"drise"``, D-RISE's
-    similarity to it.
+    similarity to it; None: its score, with the similarity as its
+    :attr:`~convscope.core.objectives.Objective.perturbed` form.
 
     Raises:
         ConvscopeError: an image has no such box, or ``part`` is unknown.
     """
     if not str(index).isdigit():
         raise ConvscopeError(f"box:K needs a box number, not {shorten(str(index))!r}")
-    if part not in (*BOX_PARTS, "drise"):
+    if part not in (*BOX_PARTS, "drise", None):
         raise ConvscopeError(f"unknown box part {shorten(part)!r}; accepted: {', '.join(BOX_PARTS)}, drise")
     k, chosen, every = int(index), [], detect(model, x)
     for i, found in enumerate(every):
@@ -178,18 +181,27 @@ def box_target(model: Model, x: torch.Tensor, index: int | str, part: str = "sco
         chosen.append(found[k])
     boxes = torch.tensor([d.box for d in chosen])
     classes = torch.tensor([d.index for d in chosen])
-    objective = box_similarity(boxes, classes) if part == "drise" else box(boxes, classes, part)
-    what = "D-RISE similarity to" if part == "drise" else f"{part} of"
-    objective.name = f"{what} box {k} ({chosen[0].label} {chosen[0].score:.2f})"
-    objective.marks = lambda image, i: box_picture(image, every[i], chosen=k)
-    return objective
+
+    def made(part: str) -> Objective:
+        objective = box_similarity(boxes, classes) if part == "drise" else box(boxes, classes, part)
+        what = "D-RISE similarity to" if part == "drise" else f"{part} of"
+        objective.name = f"{what} box {k} " + (f"({chosen[0].label} {chosen[0].score:.2f})" if len(chosen) == 1
+                                               else "of each image")
+        objective.marks = lambda image, i: box_picture(image, every[i], chosen=k)
+        return objective
+    if part is not None:
+        return made(part)
+    score = made("score")
+    score.perturbed = made("drise")
+    return score
 
 
 def _parsed(model: Model, x: torch.Tensor, target: str, perturbation: bool) -> Objective:
     kind, _, rest = target.partition(":")
     if kind == "box":
         index, _, part = rest.partition(":")
-        return box_target(model, x, index, part or ("drise" if perturbation else "score"))
+        chosen = box_target(model, x, index, part or None)
+        return chosen.perturbed if perturbation and chosen.perturbed is not None else chosen
     if kind in ("up", "down"):
         if rest and not rest.isdigit():
             raise ConvscopeError(f"{kind}:INDEX needs a number, not {shorten(rest)!r}")

@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from convscope.attribute.saliency import METHODS
+from convscope.attribute.targets import GRAMMAR
 from convscope.cli.app import DeviceOption, ModelOption, app, open_model
 from convscope.core.images import load_image
 from convscope.data.datasets import SPECS
 from convscope.data.distributed import process_group
-from convscope.errors import ConvscopeError, unknown_choice
+from convscope.errors import ConvscopeError, shorten, unknown_choice
 from convscope.evaluate.dataset import evaluate_dataset
 from convscope.evaluate.metrics import METRICS
+from convscope.evaluate.pointing import box_masks
 from convscope.evaluate.runner import DEFAULT_METHODS, DEFAULT_METRICS, evaluate as evaluate_batch
 from convscope.models import DEFAULT_MODEL
 
@@ -27,8 +30,10 @@ def evaluate(source: Annotated[str, typer.Argument(help=f"An image file, or a da
              = ",".join(DEFAULT_METHODS),
              metrics: Annotated[str, typer.Option(help="Comma-separated: " + ", ".join(METRICS))]
              = ",".join(DEFAULT_METRICS),
-             target: Annotated[str | None, typer.Option(help="Class name or index (default: each image's top "
-                                                        "class); images only.")] = None,
+             target: Annotated[str | None, typer.Option(help=f"What to explain, images only: {GRAMMAR}.")] = None,
+             truth: Annotated[str | None, typer.Option(help="Where the object is, for the pointing games: a mask "
+                                                       "image (white on black) or a box X1,Y1,X2,Y2 in pixels of "
+                                                       "the image at the model's input size.")] = None,
              chunk: Annotated[int, typer.Option(min=1, help="Dataset images per resumable unit of work.")] = 32,
              model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
     """Scores attribution methods with faithfulness, randomization, robustness and complexity metrics."""
@@ -40,10 +45,12 @@ def evaluate(source: Annotated[str, typer.Argument(help=f"An image file, or a da
         net = open_model(model, device)
         if is_image:
             x = load_image(source, size=net.input_size)
-            report = evaluate_batch(net, x, chosen_methods, chosen_metrics, target, progress=True)
+            report = evaluate_batch(net, x, chosen_methods, chosen_metrics, target, progress=True,
+                                    truth=None if truth is None else ground_truth(truth, tuple(x.shape[-2:])))
         else:
-            if target is not None:
-                raise ConvscopeError("--target applies to one image; a dataset explains each image's top class")
+            if target is not None or truth is not None:
+                raise ConvscopeError("--target and --truth apply to one image; a dataset explains each image's "
+                                     "prediction")
             report = evaluate_dataset(net, source, output, chosen_methods, chosen_metrics, chunk_size=chunk,
                                       ranks=ranks)
     if not ranks.main:
@@ -51,7 +58,19 @@ def evaluate(source: Annotated[str, typer.Argument(help=f"An image file, or a da
     report.save(output)
     typer.echo(report.markdown())
     typer.echo(f"{output}: report.json, table.md, maps.png{', curves.png' if report.curves else ''} "
-               f"({len(report.classes)} image(s))")
+               f"({len(report.labels)} image(s))")
+
+
+def ground_truth(text: str, size: tuple[int, int]) -> torch.Tensor:
+    """``(1, H, W)`` bool: the mask image ``text`` names (resized to ``size``), or the box
+    ``X1,Y1,X2,Y2`` it gives in pixels."""
+    parts = text.split(",")
+    if len(parts) == 4 and not Path(text).is_file():
+        try:
+            return box_masks(torch.tensor([[float(p) for p in parts]]), size)
+        except ValueError:
+            raise ConvscopeError(f"--truth {shorten(text)!r}: a box is four numbers X1,Y1,X2,Y2") from None
+    return load_image(text, size=size).mean(1) > 0.5
 
 
 def _names(text: str, accepted, what: str) -> list[str]:

@@ -35,9 +35,13 @@ class Objective:
     Attributes:
         marks: ``(image (3, H, W), i) -> image`` drawing what the objective is about on example
             ``i`` (a detector's boxes, the explained region), or None; pictures call it.
+        perturbed: what methods and metrics that perturb the image read in its place, or None
+            (itself): a box's score has D-RISE's similarity to the box, which finds the box's
+            object among the perturbed copy's candidates.
     """
 
     marks: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    perturbed: Objective | None = None
 
     def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: tuple[str, ...], name: str,
                  select: Callable[[int], Objective] | None = None) -> None:
@@ -48,7 +52,11 @@ class Objective:
 
     def example(self, index: int) -> Objective:
         """The objective for example ``index`` of the batch alone (a batch of its copies)."""
-        return self if self._select is None else self._select(index)
+        if self._select is None:
+            return self
+        chosen = self._select(index)
+        chosen.perturbed = None if self.perturbed is None else self.perturbed.example(index)
+        return chosen
 
     def __repr__(self) -> str:
         return f"Objective({self.name})"

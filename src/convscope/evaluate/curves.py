@@ -1,7 +1,8 @@
 """Deletion and insertion curves (Petsiuk et al. 2018, arXiv:1806.07421): pixels are removed from
-the image (or added to a blank one) in the order of the map, most important first, and the class
-score is read after each step. A map that finds what the model uses makes the score fall fast
-(deletion: lower area is better) and rise fast (insertion: higher area is better)."""
+the image (or added to a blank one) in the order of the map, most important first, and the score
+of what was explained (a class, or a task's target: :mod:`convscope.evaluate.scores`) is read after
+each step. A map that finds what the model uses makes the score fall fast (deletion: lower area is
+better) and rise fast (insertion: higher area is better)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
+from convscope.core.objectives import Objective
 from convscope.core.smoothing import gaussian_blur
 from convscope.errors import ConvscopeError, unknown_choice
-from convscope.evaluate.scores import chunk_size, class_scores
+from convscope.evaluate.scores import Target, check_target, chunk_size, target_scores
 from convscope.models.model import Model
 
 #: The image that removed pixels take from: named fills, or a number (a flat grey level).
@@ -21,11 +23,11 @@ FILLS = ("black", "blur", "mean")
 
 @dataclass
 class Curve:
-    """Class scores along a perturbation.
+    """Scores along a perturbation.
 
     Attributes:
         fractions: ``(S,)`` share of the pixels changed at each point, increasing.
-        scores: ``(B, S)`` the class score of each image at each point.
+        scores: ``(B, S)`` the score of each image's target at each point.
     """
 
     fractions: torch.Tensor
@@ -39,7 +41,7 @@ class Curve:
         return torch.trapezoid(self.scores, self.fractions, dim=-1) / span
 
 
-def deletion(model: Model, x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, *, steps: int = 100,
+def deletion(model: Model, x: torch.Tensor, maps: torch.Tensor, target: Target, *, steps: int = 100,
              fill: str | float = "black", kind: str = "probability") -> Curve:
     """Removes the most important pixels first, ``ceil(H*W / steps)`` per step, replacing them with
     ``fill``; the curve starts at the intact image and ends at the fill.
@@ -47,20 +49,22 @@ def deletion(model: Model, x: torch.Tensor, maps: torch.Tensor, classes: torch.T
     Args:
         x: ``(B, C, H, W)`` images in [0, 1].
         maps: ``(B, H, W)`` importance of each pixel (larger is more important; ties keep pixel order).
-        classes: ``(B,)`` the class each image's score reads.
-        kind: ``probability`` (softmax), ``logit`` or ``correct`` (1 while the class stays on top).
+        target: ``(B,)`` the class each image's score reads, or an objective of the output (a task's
+            target, e.g. :func:`~convscope.attribute.targets.objective_for`'s).
+        kind: for classes, ``probability`` (softmax), ``logit`` or ``correct`` (1 while the class
+            stays on top).
 
     Returns:
         :class:`Curve` with ``S = ceil(H*W / per_step) + 1`` points.
     """
-    return _curve(model, x, _fill(x, fill), maps, classes, steps, kind)
+    return _curve(model, x, _fill(x, fill), maps, target, steps, kind)
 
 
-def insertion(model: Model, x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, *, steps: int = 100,
+def insertion(model: Model, x: torch.Tensor, maps: torch.Tensor, target: Target, *, steps: int = 100,
               fill: str | float = "blur", kind: str = "probability") -> Curve:
     """Puts the most important pixels first into ``fill`` (by default a strongly blurred copy, as in
     the paper); the curve starts at the fill and ends at the intact image. Arguments as :func:`deletion`."""
-    return _curve(model, _fill(x, fill), x, maps, classes, steps, kind)
+    return _curve(model, _fill(x, fill), x, maps, target, steps, kind)
 
 
 def order_ranks(maps: torch.Tensor) -> torch.Tensor:
@@ -72,30 +76,35 @@ def order_ranks(maps: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-def _curve(model: Model, start: torch.Tensor, end: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor,
+def _curve(model: Model, start: torch.Tensor, end: torch.Tensor, maps: torch.Tensor, target: Target,
            steps: int, kind: str) -> Curve:
     """Scores of the images that take the ``k * per_step`` most important pixels from ``end`` and the
-    rest from ``start``; more images than a forward pass takes go a few at a time, so that each pass
-    holds several steps of few images (small batches are fastest on a CPU)."""
-    _check(start, maps, classes, steps)
-    size = chunk_size(model)
+    rest from ``start``; more images than a forward pass takes go a few at a time (an objective's
+    one at a time), so that each pass holds several steps of few images (small batches are fastest
+    on a CPU)."""
+    _check(start, maps, steps)
+    check_target(target, len(start), kind)
+    size = 1 if isinstance(target, Objective) else chunk_size(model)
     if len(start) > size:
-        parts = [_curve(model, start[i:i + size], end[i:i + size], maps[i:i + size], classes[i:i + size], steps, kind)
+        parts = [_curve(model, start[i:i + size], end[i:i + size], maps[i:i + size],
+                        target.example(i) if size == 1 else target[i:i + size], steps, kind)
                  for i in range(0, len(start), size)]
         return Curve(parts[0].fractions, torch.cat([part.scores for part in parts]))
     pixels = maps[0].numel()
     per_step = math.ceil(pixels / steps)
     counts = torch.tensor([min(k * per_step, pixels) for k in range(math.ceil(pixels / per_step) + 1)])
     ranks = order_ranks(maps.detach().cpu()).view(len(maps), 1, 1, *maps.shape[1:])
-    start, end, classes = start.detach().cpu(), end.detach().cpu(), classes.cpu()
+    start, end = start.detach().cpu(), end.detach().cpu()
     per_chunk = max(1, chunk_size(model) // len(start))
 
     def batches():
         for first in range(0, len(counts), per_chunk):
             taken = ranks < counts[first:first + per_chunk].view(1, -1, 1, 1, 1)         # (B, k, 1, H, W)
             images = torch.where(taken, end[:, None], start[:, None])
-            yield images.flatten(0, 1), classes.repeat_interleave(taken.shape[1])
-    scores = class_scores(model, batches(), kind=kind)
+            copies = taken.shape[1]
+            yield images.flatten(0, 1), (target if isinstance(target, Objective) else
+                                         target.cpu().repeat_interleave(copies))
+    scores = target_scores(model, batches(), kind=kind)
     return Curve(counts.float() / pixels, _steps_last(scores, len(start), per_chunk, len(counts)))
 
 
@@ -122,11 +131,9 @@ def _fill(x: torch.Tensor, fill: str | float) -> torch.Tensor:
     raise unknown_choice("fill", fill, [*FILLS, "a number"])
 
 
-def _check(x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, steps: int) -> None:
+def _check(x: torch.Tensor, maps: torch.Tensor, steps: int) -> None:
     if maps.shape != (x.shape[0], *x.shape[2:]):
         raise ConvscopeError(f"maps must be (B, H, W) = {(x.shape[0], *x.shape[2:])} like the images; "
                              f"got {tuple(maps.shape)}")
-    if classes.shape != (x.shape[0],):
-        raise ConvscopeError(f"classes must be one per image, ({x.shape[0]},); got {tuple(classes.shape)}")
     if steps < 1:
         raise ConvscopeError(f"steps must be at least 1, not {steps}")

@@ -26,7 +26,8 @@ BATCH, SHOWN = 8, 8
 def evaluate_dataset(model: Model, dataset: str | Path | ImageDataset, folder: str | Path, methods: Sequence[str],
                      metrics: Sequence[str], *, chunk_size: int = 32, ranks: Ranks | None = None,
                      progress: bool = True) -> Report:
-    """Evaluates ``methods`` x ``metrics`` on every image of ``dataset`` (each image's top class).
+    """Evaluates ``methods`` x ``metrics`` on every image of ``dataset`` (each image's top class, or
+    its prediction for the model's task).
 
     Args:
         folder: where the chunks go (``folder/chunks``); a run there with the same settings resumes.
@@ -60,7 +61,8 @@ def evaluate_dataset(model: Model, dataset: str | Path | ImageDataset, folder: s
 
 def _collect(arrays: dict[str, list], report: Report, *, keep_maps: bool) -> None:
     """Adds one batch's per-image results to the chunk's arrays, under flat names."""
-    arrays.setdefault("classes", []).append(report.classes.numpy())
+    if report.classes is not None:
+        arrays.setdefault("classes", []).append(report.classes.numpy())
     arrays.setdefault("labels", []).append(np.array(report.labels))
     for metric, by_method in report.values.items():
         for method, values in by_method.items():
@@ -77,13 +79,15 @@ def _collect(arrays: dict[str, list], report: Report, *, keep_maps: bool) -> Non
 
 def _merged(store: ChunkStore, model: str, methods: list[str], metrics: list[str]) -> Report:
     chunks = [store.load(chunk) for chunk in range(store.chunks)]
-    chunks = [chunk for chunk in chunks if "classes" in chunk]  # chunks with no readable image have nothing
+    chunks = [chunk for chunk in chunks if "labels" in chunk]  # chunks with no readable image have nothing
 
     def joined(name: str) -> torch.Tensor:
         return torch.from_numpy(np.concatenate([chunk[name] for chunk in chunks]))
     first = chunks[0]
-    report = Report(model, torch.from_numpy(first["images"][:SHOWN]), joined("classes"),
-                    [str(label) for chunk in chunks for label in chunk["labels"]], metrics)
+    labels = [str(label) for chunk in chunks for label in chunk["labels"]]
+    classes = joined("classes") if "classes" in first else None
+    report = Report(model, torch.from_numpy(first["images"][:SHOWN]), classes, labels, metrics,
+                    score="class probability" if classes is not None else labels[0])
     for method in methods:
         report.maps[method] = torch.from_numpy(first[f"map|{method}"][:SHOWN])
     for metric in metrics:

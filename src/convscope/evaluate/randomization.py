@@ -12,16 +12,21 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from convscope.core.metrics import spearman
+from convscope.core.objectives import Objective
+from convscope.errors import ConvscopeError
+from convscope.evaluate.scores import Target
 from convscope.models.model import Model
 
-#: ``(model, x (B, C, H, W), classes (B,)) -> (B, H, W)`` maps: how a metric asks for a method's map.
-Explainer = Callable[[Model, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``(model, x (B, C, H, W), target) -> (B, H, W)`` maps: how a metric asks for a method's map; the
+#: target is ``(B,)`` classes or a task's objective (:data:`~convscope.evaluate.scores.Target`).
+Explainer = Callable[[Model, torch.Tensor, Target], torch.Tensor]
 
 
 def parameterized_layers(net: nn.Module) -> list[str]:
@@ -44,11 +49,10 @@ def randomized(model: Model, layers: list[str], *, seed: int = 0) -> Model:
             else:
                 for parameter in module.parameters(recurse=False):
                     parameter.normal_(0, float(parameter.std()) if parameter.numel() > 1 else 1.0)
-    return Model(net, f"{model.name} (randomized)", model.input_size, model.mean, model.std, model.labels,
-                 model.channels)
+    return dataclasses.replace(model, net=net, name=f"{model.name} (randomized)")
 
 
-def cascading_randomization(model: Model, x: torch.Tensor, classes: torch.Tensor, explain: Explainer, *,
+def cascading_randomization(model: Model, x: torch.Tensor, target: Target, explain: Explainer, *,
                             blocks: int | None = 5, seed: int = 0, copies: dict[tuple, Model] | None = None
                             ) -> tuple[torch.Tensor, list[str]]:
     """MPRT: the rank correlation of each image's map with the trained model's, after randomizing
@@ -67,13 +71,13 @@ def cascading_randomization(model: Model, x: torch.Tensor, classes: torch.Tensor
     layers = parameterized_layers(model.net)[::-1]
     steps = len(layers) if blocks is None else min(blocks, len(layers))
     cuts = [round(len(layers) * (k + 1) / steps) for k in range(steps)]
-    trained = explain(model, x, classes).detach().cpu()
+    trained = explain(model, x, target).detach().cpu()
     similarities, kept = [], []
     for cut in cuts:
         copies = {} if copies is None else copies
         if (cut, seed) not in copies:
             copies[cut, seed] = randomized(model, layers[:cut], seed=seed)
-        maps = explain(copies[cut, seed], x, classes).detach().cpu()
+        maps = explain(copies[cut, seed], x, target).detach().cpu()
         similarities.append(torch.tensor([spearman(a, b) for a, b in zip(trained, maps)]))
         kept.append(layers[cut] if cut < len(layers) else "")
     return torch.stack(similarities, 1), kept
@@ -82,6 +86,9 @@ def cascading_randomization(model: Model, x: torch.Tensor, classes: torch.Tensor
 def random_logit(model: Model, x: torch.Tensor, classes: torch.Tensor, explain: Explainer, *, classes_count: int,
                  seed: int = 0) -> torch.Tensor:
     """``(B,)`` rank correlation between the map of each image's class and of a random other class."""
+    if isinstance(classes, Objective):
+        raise ConvscopeError(f"random-logit compares the maps of two classes of a classifier; {classes.name} is "
+                             "not a class: use mprt to check that the map depends on the model")
     generator = torch.Generator().manual_seed(seed)
     others = (classes.cpu() + torch.randint(1, classes_count, classes.shape, generator=generator)) % classes_count
     mine, theirs = explain(model, x, classes).detach().cpu(), explain(model, x, others).detach().cpu()

@@ -21,21 +21,24 @@ class Report:
     Attributes:
         model: the model's name.
         images: ``(B, C, H, W)`` the images, on the CPU.
-        classes: ``(B,)`` the explained classes; labels their names.
+        classes: ``(B,)`` the explained classes, or None for a task's target; labels: each image's
+            class name or target.
         metrics: the metrics' names, in order.
         maps: method -> ``(B, H, W)`` maps.
         values: metric -> method -> ``(B,)`` per-image values.
         curves: metric -> method -> :class:`Curve` (for the curve metrics).
+        score: what the perturbation curves read.
     """
 
     model: str
     images: torch.Tensor
-    classes: torch.Tensor
+    classes: torch.Tensor | None
     labels: list[str]
     metrics: list[str]
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     values: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     curves: dict[str, dict[str, Curve]] = field(default_factory=dict)
+    score: str = "class probability"
 
     @property
     def methods(self) -> list[str]:
@@ -73,7 +76,9 @@ class Report:
         """JSON-friendly: the table, the rankings, per-image values and the mean curves."""
         return {
             "model": self.model, "images": len(self.images),
-            "classes": [{"index": int(c), "label": label} for c, label in zip(self.classes, self.labels)],
+            **({"classes": [{"index": int(c), "label": label} for c, label in zip(self.classes, self.labels)]}
+               if self.classes is not None else {"targets": self.labels}),
+            "score": self.score,
             "metrics": {m: {"better": METRICS[m].better, "measures": METRICS[m].measures} for m in self.metrics},
             "table": self.table(), "ranking": {m: self.ranking(m) for m in self.metrics},
             "per_image": {m: {method: v.tolist() for method, v in by.items()} for m, by in self.values.items()},
@@ -89,12 +94,13 @@ class Report:
         import matplotlib.pyplot as plt
 
         table, ranks = self.table(), {metric: self.ranking(metric) for metric in self.metrics}
+        figure_width = 1.6 + 1.05 * len(self.metrics)  # inches; the notes wrap at about 18 characters each
         cells = [[f"{table[method][m]:.3f} ({ranks[m].index(method) + 1})" for m in self.metrics]
                  for method in self.methods]
         notes = [line for m in self.metrics for line in textwrap.wrap(
             f"{m} ({'higher' if METRICS[m].better == 'higher' else 'lower'} is better): {METRICS[m].measures}",
-            width=150, subsequent_indent="    ")]
-        width = 1.6 + 1.05 * len(self.metrics)
+            width=int(18 * figure_width), subsequent_indent="    ")]
+        width = figure_width
         table_height, notes_height = 0.25 * (len(self.methods) + 1) + 0.1, 0.12 * len(notes) + 0.15
         figure = plt.figure(figsize=(width, table_height + notes_height), dpi=110)
         height = table_height + notes_height
@@ -108,7 +114,8 @@ class Report:
             shown[self.methods.index(ranks[metric][0]) + 1, column].set_facecolor("#cdeccd")
         figure.text(0.01, 0.1 / height, "\n".join(notes), fontsize=6, va="bottom", ha="left")
         caption = (f"{len(self.methods)} methods x {len(self.metrics)} metrics on {len(self.images)} image(s) of "
-                   f"{self.model}: mean (rank), best in green")
+                   f"{self.model}: mean (rank), best in green" +
+                   (f"; the curves read {self.score}" if self.classes is None else ""))
         return figure_picture(figure, caption)
 
     def curves_picture(self) -> Picture:
@@ -128,7 +135,7 @@ class Report:
             better = METRICS[metric].better
             axis.set_title(f"{metric} ({better} area is better)", fontsize=9)
             axis.set_xlabel("fraction changed" if metric != "mprt" else "share of layers randomized", fontsize=8)
-            axis.set_ylabel("rank correlation" if metric == "mprt" else "class probability", fontsize=8)
+            axis.set_ylabel("rank correlation" if metric == "mprt" else _short(self.score), fontsize=8)
             axis.legend(fontsize=7)
         figure.tight_layout()
         return figure_picture(figure, f"{', '.join(names)} curves, mean over {len(self.images)} image(s)")
@@ -170,6 +177,10 @@ class Report:
         if self.curves:
             written.append(self.curves_picture().save(folder / "curves.png"))
         return written
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def with_curves(shown: Picture, curves: dict[str, Curve], index: int = 0) -> Picture:

@@ -4,7 +4,8 @@ Removed pixels are not painted black, which creates shapes the model reacts to w
 said; each is filled with the mean of its 8 neighbours (edge neighbours weigh 1/6, corner ones 1/12),
 solved jointly for all removed pixels as one sparse linear system, plus a little noise. The class
 score is read with the most important pixels removed (MoRF: lower is better) and with the least
-important removed (LeRF: higher is better), at each fraction.
+important removed (LeRF: higher is better), at each fraction. The score is a class's or a task
+target's (:mod:`convscope.evaluate.scores`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import torch
 from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import spsolve
 
+from convscope.core.objectives import Objective
 from convscope.evaluate.curves import Curve, order_ranks
-from convscope.evaluate.scores import chunk_size, class_scores
+from convscope.evaluate.scores import Target, check_target, copy_scores
 from convscope.models.model import Model
 
 #: Neighbour offsets ``(dy, dx)`` and their weights in the imputation.
@@ -66,27 +68,26 @@ def impute(image: torch.Tensor, removed: torch.Tensor, *, noise: float = 0.01,
     return out.view_as(image)
 
 
-def road(model: Model, x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, *,
+def road(model: Model, x: torch.Tensor, maps: torch.Tensor, target: Target, *,
          fractions: tuple[float, ...] = FRACTIONS, most_relevant_first: bool = True, noise: float = 0.01,
          seed: int = 0, kind: str = "probability") -> Curve:
-    """The ROAD curve: the class score after imputing each fraction of the pixels, most relevant
+    """The ROAD curve: the target's score after imputing each fraction of the pixels, most relevant
     first (MoRF) or least relevant first (LeRF).
 
     Args:
-        x: ``(B, C, H, W)`` images in [0, 1]; maps ``(B, H, W)``; classes ``(B,)``.
-        kind: ``probability``, ``logit`` or ``correct`` (the paper's accuracy).
+        x: ``(B, C, H, W)`` images in [0, 1]; maps ``(B, H, W)``; target ``(B,)`` classes or an
+            objective of the output.
+        kind: for classes, ``probability``, ``logit`` or ``correct`` (the paper's accuracy).
 
     Returns:
         :class:`Curve` over ``fractions``.
     """
+    check_target(target, len(x), kind)
     generator = torch.Generator().manual_seed(seed)
     ranks = order_ranks(maps.detach().cpu() if most_relevant_first else -maps.detach().cpu())
     pixels = ranks.shape[1]
     images = torch.stack([torch.stack([impute(image, (rank < round(f * pixels)).view(maps.shape[1:]), noise=noise,
                                               generator=generator) for f in fractions])
                           for image, rank in zip(x.cpu(), ranks)])                      # (B, F, C, H, W)
-    flat, repeated = images.flatten(0, 1), classes.cpu().repeat_interleave(len(fractions))
-    size = chunk_size(model)
-    scores = class_scores(model, ((flat[i:i + size], repeated[i:i + size]) for i in range(0, len(flat), size)),
-                          kind=kind)
-    return Curve(torch.tensor(fractions), scores.view(len(x), len(fractions)))
+    scores = copy_scores(model, images, target if isinstance(target, Objective) else target.cpu(), kind=kind)
+    return Curve(torch.tensor(fractions), scores)

@@ -12,37 +12,37 @@ from __future__ import annotations
 import torch
 
 from convscope.evaluate.randomization import Explainer
-from convscope.evaluate.scores import chunk_size, class_scores
+from convscope.core.objectives import Objective
+from convscope.evaluate.scores import Target, check_target, copy_scores
 from convscope.models.model import Model
 
 
-def max_sensitivity(model: Model, x: torch.Tensor, classes: torch.Tensor, explain: Explainer, *,
+def max_sensitivity(model: Model, x: torch.Tensor, target: Target, explain: Explainer, *,
                     radius: float = 0.02, samples: int = 10, seed: int = 0) -> torch.Tensor:
     """``(B,)`` max over ``samples`` uniform draws ``δ`` in ``[-radius, radius]`` per pixel of the
     relative Frobenius change of the map."""
     generator = torch.Generator().manual_seed(seed)
-    base = explain(model, x, classes).detach().cpu().flatten(1)
+    base = explain(model, x, target).detach().cpu().flatten(1)
     worst = torch.zeros(len(x))
     for _ in range(samples):
         delta = (torch.rand(x.shape, generator=generator) * 2 - 1) * radius
-        changed = explain(model, x + delta.to(x.device), classes).detach().cpu().flatten(1)
+        changed = explain(model, x + delta.to(x.device), target).detach().cpu().flatten(1)
         worst = torch.maximum(worst, (changed - base).norm(dim=1) / base.norm(dim=1).clamp_min(1e-12))
     return worst
 
 
-def infidelity(model: Model, x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, *, noise: float = 0.1,
+def infidelity(model: Model, x: torch.Tensor, maps: torch.Tensor, target: Target, *, noise: float = 0.1,
                samples: int = 32, seed: int = 0) -> torch.Tensor:
     """``(B,)`` infidelity of ``maps`` ``(B, H, W)`` (spread over the channels) under Gaussian
-    perturbations ``I`` of standard deviation ``noise``, with the map's best scale."""
+    perturbations ``I`` of standard deviation ``noise``, with the map's best scale. The score is a
+    class's logit, or a task target's objective."""
+    check_target(target, len(x))
     generator = torch.Generator().manual_seed(seed)
     images = x.detach().cpu()
     perturbations = torch.randn((len(x), samples, *x.shape[1:]), generator=generator) * noise
-    flat = (images[:, None] - perturbations).flatten(0, 1)
-    repeated = classes.cpu().repeat_interleave(samples)
-    size = chunk_size(model)
-    scores = class_scores(model, [(images, classes.cpu())], kind="logit")
-    changed = class_scores(model, ((flat[i:i + size], repeated[i:i + size]) for i in range(0, len(flat), size)),
-                           kind="logit").view(len(x), samples)
+    target = target if isinstance(target, Objective) else target.cpu()
+    scores = copy_scores(model, images[:, None], target, kind="logit")[:, 0]
+    changed = copy_scores(model, images[:, None] - perturbations, target, kind="logit")
     explained = (perturbations * maps.detach().cpu()[:, None, None]).flatten(2).sum(2)        # (B, samples)
     drops = scores[:, None] - changed
     beta = (explained * drops).mean(1) / (explained ** 2).mean(1).clamp_min(1e-12)

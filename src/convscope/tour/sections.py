@@ -10,10 +10,11 @@ from convscope.tour.inspect_shots import inspect_shots
 from convscope.tour.microscope_shots import microscope_shots
 from convscope.tour.optimize_shots import optimize_shots
 from convscope.tour.runner import Shot, TourContext
+from convscope.tour.task_shots import task_shots
 from convscope.tour.trust_shots import trust_shots
 
-SECTIONS = [inspect_shots, dataset_shots, attribute_shots, trust_shots, optimize_shots, microscope_shots, art_shots,
-            adversarial_shots]
+SECTIONS = [inspect_shots, dataset_shots, attribute_shots, trust_shots, task_shots, optimize_shots, microscope_shots,
+            art_shots, adversarial_shots]
 
 
 def all_shots(context: TourContext) -> list[Shot]:
