@@ -13,6 +13,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import convscope as cs
+from convscope.cli.app import open_model
 from convscope.attribute import occlusion as occlusion_module
 from convscope.cli import main
 from convscope.core.images import load_image
@@ -431,6 +432,34 @@ def test_your_own_model_by_its_factory_explains_a_region(capsys, monkeypatch, ca
     code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--model", "tests.attribute.test_tasks:nothing",
                        "-o", tmp_path / "t.png")
     assert code == 2 and "has no callable nothing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_task_and_model_output_flags_override_what_the_model_finds(capsys, monkeypatch, cat_file, tmp_path):
+    """--model-output picks another tensor of the network's dict; --task multi-label reads sigmoids."""
+    factory = "tests.attribute.test_tasks:_Segmenter"
+    code, out, err = run(capsys, monkeypatch, "saliency", cat_file, "--model", factory, "--model-output", "aux",
+                         "--target", "region:1", "-o", tmp_path / "s.png")
+    assert code == 0, err
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():  # aux is the coarse map, at half the input's size
+        assert open_model(factory, "cpu", reads="aux")(x).shape == (1, 4, 16, 16)
+        assert open_model(factory, "cpu", reads="out")(x).shape == open_model(factory, "cpu")(x).shape == (1, 4, 32, 32)
+        with pytest.raises(cs.ConvscopeError, match="keys out, aux"):
+            open_model(factory, "cpu", reads="0")(x)  # an index is for a tuple or list
+    code, _, err = run(capsys, monkeypatch, "saliency", cat_file, "--model", factory, "--model-output", "logits",
+                       "-o", tmp_path / "u.png")
+    assert code == 2 and "logits" in err and "aux" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, monkeypatch, "classify", cat_file, "--model", "digits_cnn", "--task", "multilabel")
+    assert code == 2 and "multi-label" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, monkeypatch, "classify", cat_file, "-m", "digits_cnn", "--task", "multi-label",
+                         "--json", "--top", "10")
+    assert code == 0, err
+    shown = {p["index"]: p["probability"] for p in json.loads(out)[0]["predictions"]}
+    model = cs.load_model("digits_cnn")
+    with torch.no_grad():
+        expected = model(cs.load_image(cat_file, size=model.input_size)).sigmoid()[0]
+    for index, probability in shown.items():
+        assert probability == pytest.approx(float(expected[index]), abs=1e-5)
 
 
 def test_a_detector_lists_its_boxes_and_explains_one(capsys, monkeypatch, cat_file, tmp_path):

@@ -9,6 +9,7 @@ import typer
 
 from convscope.errors import ConvscopeError
 from convscope.models import DEFAULT_MODEL, Model, load_model
+from convscope.models.outputs import TASKS, check_task
 
 app = typer.Typer(help="See inside convolutional networks.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -16,11 +17,23 @@ app = typer.Typer(help="See inside convolutional networks.", no_args_is_help=Tru
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name, NAME=WEIGHTS.pth, package.module:factory[=WEIGHTS.pth], or a weights file.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 OutputOption = Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")]
+TaskOption = Annotated[str | None, typer.Option("--task", help=f"What the model does, where its output does not "
+                                                f"tell: {', '.join(TASKS)}.")]
+ReadsOption = Annotated[str | None, typer.Option("--model-output", help="Which tensor of what the network returns "
+                                                 "to explain: a key (out, logits ...) or an index; found when left "
+                                                 "out.")]
 
 
-def open_model(model: str = DEFAULT_MODEL, device: str = "auto") -> Model:
-    """Loads the model named on the command line."""
-    return load_model(model, device=device)
+def open_model(model: str = DEFAULT_MODEL, device: str = "auto", *, task: str | None = None,
+               reads: str | None = None) -> Model:
+    """Loads the model named on the command line; ``task`` and ``reads`` (``--task``,
+    ``--model-output``) override what the model says or finds."""
+    loaded = load_model(model, device=device)
+    if task is not None:
+        loaded.task = check_task(task)
+    if reads is not None:
+        loaded.output = int(reads) if reads.lstrip("-").isdigit() else reads
+    return loaded
 
 
 def check_output(path: Path, suffix: str = ".png") -> Path:

@@ -15,7 +15,8 @@ from convscope.attribute.saliency import METHODS
 from convscope.attribute.saliency import saliency as saliency_map
 from convscope.attribute.segment import segment as segment_object
 from convscope.attribute.targets import GRAMMAR, class_indices
-from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model, parse_position
+from convscope.cli.app import (DeviceOption, ModelOption, OutputOption, ReadsOption, TaskOption, app, check_output,
+                               open_model, parse_position)
 from convscope.core.images import load_image
 from convscope.core.render import save_array, save_png
 from convscope.errors import unknown_choice
@@ -38,7 +39,8 @@ def saliency(image: Annotated[Path, typer.Argument(help="Image file.")], output:
                                                             + ", ".join(AGGREGATES))] = None,
              samples: Annotated[int, typer.Option(help="Noisy copies per image for --noise.")] = 25,
              save_array_to: Annotated[Path | None, typer.Option("--save-array", help="Raw map, .npy.")] = None,
-             model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+             model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto", task: TaskOption = None,
+             model_output: ReadsOption = None) -> None:
     """Explain a prediction with a gradient method (saliency, deconvnet, guided, Grad-CAM, ...)."""
     check_output(output)
     if save_array_to:
@@ -47,7 +49,7 @@ def saliency(image: Annotated[Path, typer.Argument(help="Image file.")], output:
         raise unknown_choice("method", method, METHODS)
     if noise is not None and noise not in AGGREGATES:
         raise unknown_choice("noise tunnel", noise, AGGREGATES)
-    net = open_model(model, device)
+    net = open_model(model, device, task=task, reads=model_output)
     x = load_image(image, size=net.input_size)
     result = saliency_map(net, x, target, method=method, layer=layer, channel=channel, position=parse_position(neuron),
                           noise=noise, samples=samples)
@@ -70,12 +72,13 @@ def occlusion(image: Annotated[Path, typer.Argument(help="Image file.")], output
               precision: Annotated[str, typer.Option(help="fast mode: float32, float16 or bfloat16 arithmetic "
                                                             "(half precision pays on GPUs).")] = "float32",
               save_array_to: Annotated[Path | None, typer.Option("--save-array", help="Maps, .npz.")] = None,
-              model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+              model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto", task: TaskOption = None,
+              model_output: ReadsOption = None) -> None:
     """Slide a patch over the image and map the target's probability or score (Zeiler & Fergus)."""
     check_output(output)
     if save_array_to:
         check_output(save_array_to, ".npz")
-    net = open_model(model, device)
+    net = open_model(model, device, task=task, reads=model_output)
     x = load_image(image, size=net.input_size)
     result = occlusion_map(net, x, target, patch=patch, stride=stride, fill=fill, mode=mode, drill=drill,
                           precision=precision, progress=True)

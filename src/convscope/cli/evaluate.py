@@ -10,7 +10,7 @@ import typer
 
 from convscope.attribute.saliency import METHODS
 from convscope.attribute.targets import GRAMMAR
-from convscope.cli.app import DeviceOption, ModelOption, app, open_model
+from convscope.cli.app import DeviceOption, ModelOption, ReadsOption, TaskOption, app, open_model
 from convscope.core.images import load_image
 from convscope.data.datasets import SPECS
 from convscope.data.distributed import process_group
@@ -35,14 +35,15 @@ def evaluate(source: Annotated[str, typer.Argument(help=f"An image file, or a da
                                                        "image (white on black) or a box X1,Y1,X2,Y2 in pixels of "
                                                        "the image at the model's input size.")] = None,
              chunk: Annotated[int, typer.Option(min=1, help="Dataset images per resumable unit of work.")] = 32,
-             model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+             model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto", task: TaskOption = None,
+             model_output: ReadsOption = None) -> None:
     """Scores attribution methods with faithfulness, randomization, robustness and complexity metrics."""
     chosen_methods, chosen_metrics = _names(methods, METHODS, "method"), _names(metrics, METRICS, "metric")
     if output.exists() and not output.is_dir():
         raise ConvscopeError(f"{output}: exists and is not a folder; give a folder for the report")
     is_image = Path(source).is_file()
     with process_group(device) as ranks:
-        net = open_model(model, device)
+        net = open_model(model, device, task=task, reads=model_output)
         if is_image:
             x = load_image(source, size=net.input_size)
             report = evaluate_batch(net, x, chosen_methods, chosen_metrics, target, progress=True,

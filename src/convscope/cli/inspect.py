@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model
+from convscope.cli.app import (DeviceOption, ModelOption, OutputOption, ReadsOption, TaskOption, app, check_output,
+                               open_model)
 from convscope.core.images import load_image
 from convscope.core.render import save_array
 from convscope.core.summary import list_layers
@@ -49,9 +50,10 @@ def layers(model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") ->
 def classify(images: Annotated[list[Path], typer.Argument(help="Image files.")],
              top: Annotated[int, typer.Option(min=1, help="How many classes per image.")] = 5,
              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-             model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+             model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto", task: TaskOption = None,
+             model_output: ReadsOption = None) -> None:
     """Print the top classes of each image."""
-    net = open_model(model, device)
+    net = open_model(model, device, task=task, reads=model_output)
     results = []
     for path in images:
         x = load_image(path, size=net.input_size)
@@ -71,11 +73,12 @@ def detect(images: Annotated[list[Path], typer.Argument(help="Image files.")],
            picture: Annotated[Path | None, typer.Option("--picture", help="PNG of the first image with its "
                                                          "boxes.")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-           model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") -> None:
+           model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto", task: TaskOption = None,
+           model_output: ReadsOption = None) -> None:
     """Print a detector's boxes, numbered best first as --target box:K names them."""
     if picture is not None:
         check_output(picture)
-    net = open_model(model, device)
+    net = open_model(model, device, task=task, reads=model_output)
     results, first = [], None
     for path in images:
         x = load_image(path, size=net.input_size)

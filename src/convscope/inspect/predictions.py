@@ -18,7 +18,7 @@ NOT_A_CLASSIFIER = {
     "regression": "explain its output value (--target up or --target down)",
     "embedding": "explain the similarity to a reference (--target similar:IMAGE)",
     "detection": "explain one of its boxes (--target box:INDEX; convscope detect lists them)",
-    "classification": "its output has no class axis; name the output tensor with --output",
+    "classification": "its output has no class axis; name the output tensor with --model-output",
 }
 
 
