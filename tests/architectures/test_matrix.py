@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 import convscope as cs
 from convscope.attribute.averaged import integrated_gradients
-from convscope.attribute.cam import (PERTURBATIONS, WEIGHTINGS, class_activation_map, grad_cam, guided_grad_cam,
-                                     last_spatial_layer)
+from convscope.attribute.cam import (PERTURBATIONS, WEIGHTINGS, class_activation_map, default_layer, grad_cam,
+                                     guided_grad_cam, last_spatial_layer)
 from convscope.attribute.core import attribute
 from convscope.attribute.lrp import lrp
 from convscope.attribute.noise import gradient_shap, smooth_grad
@@ -155,7 +155,7 @@ def grad_cam_by_hand(model: cs.Model, x: torch.Tensor, layer: str) -> torch.Tens
 
 
 def assert_grad_cam_by_hand(model: cs.Model, x: torch.Tensor, layer: str | None) -> None:
-    expected = grad_cam_by_hand(model, x, layer or last_spatial_layer(model))
+    expected = grad_cam_by_hand(model, x, layer or default_layer(model, x, class_logit(TARGET)))
     got = grad_cam(model, x, class_logit(TARGET), layer)
     torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-5 * float(expected.abs().max()) + 1e-12)
 

@@ -5,6 +5,7 @@ copies. Guided Grad-CAM multiplies Grad-CAM with guided backpropagation."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,9 @@ from convscope.core.summary import feature_maps
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.models.detectors import in_body, is_detector
 from convscope.models.model import Model, as_model
+
+#: Each network's default CAM layer, by image size and what the objective reads (not for detectors).
+_DEEPEST: weakref.WeakKeyDictionary[nn.Module, dict[tuple, str]] = weakref.WeakKeyDictionary()
 
 
 def grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, layer: str | None = None, *,
@@ -230,18 +234,35 @@ def guided_grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Object
 
 
 def default_layer(model: Model, x: torch.Tensor, objective: Objective) -> str:
-    """:func:`last_spatial_layer`; on a detector, the deepest backbone map that ``objective`` reads
-    for the first image (found in one backward pass): a box predicted from a fine level of the
-    feature pyramid does not depend on the coarser levels after it."""
-    if not is_detector(model.net):
-        return last_spatial_layer(model)
-    names = [m.name for m in feature_maps(model) if in_body(model.net, m.name)]
+    """The deepest feature map that ``objective`` reads for the first image (found in one backward
+    pass): :func:`last_spatial_layer` on a CNN; on a transformer that reads its class token, the
+    last map whose patch tokens still reach it (a final per-token norm's never do); on a detector,
+    the deepest backbone map the box reads (a box predicted from a fine level of the feature pyramid
+    does not depend on the coarser levels after it). Found once per network and image size, except
+    on a detector, where it depends on the box."""
+    if is_detector(model.net):
+        return _deepest_read(model, x, objective, [m.name for m in feature_maps(model) if in_body(model.net, m.name)])
+    known = _DEEPEST.setdefault(model.net, {})
+    key = (tuple(x.shape[-2:]), objective.layers)
+    if key not in known:
+        known[key] = _deepest_read(model, x, objective, [m.name for m in feature_maps(model)])
+    return known[key]
+
+
+def _deepest_read(model: Model, x: torch.Tensor, objective: Objective, names: list[str]) -> str:
     reading = Objective(objective.fn, (*objective.layers, *names), objective.name)
     with frozen(model.net), torch.enable_grad():
         acts = read(model, x[:1].detach().clone().requires_grad_(True), reading)
+        names = [name for name in names if acts[name].requires_grad]  # not a constant (position embeddings)
         grads = torch.autograd.grad(reading(acts).sum(), [acts[name] for name in names], allow_unused=True)
-    reached = [name for name, grad in zip(names, grads) if grad is not None and bool(grad.any())]
+    reached = [name for name, grad in zip(names, grads) if grad is not None and _on_the_map(grad, x)]
     return reached[-1] if reached else last_spatial_layer(model)
+
+
+def _on_the_map(grad: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether a layer's gradient is nonzero on its map (a class token's alone is not)."""
+    reading = reading_of(grad.shape, tuple(x.shape[-2:]))
+    return reading is not None and bool(reading.maps(grad).any())
 
 
 def last_spatial_layer(model: Model | nn.Module) -> str:
