@@ -14,7 +14,7 @@ forward runs untouched, at full speed; only the backward changes:
   linear range), made positive in place.
 
 Smooth activations (SiLU, GELU, ...) have no such rule: a graph holding one is refused, never
-ignored. The hooks belong to the graph and go with it; the model is not touched.
+ignored; so is a graph with no rectifier at all, where the rule would change nothing. The hooks belong to the graph and go with it; the model is not touched.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ def apply_rule(output: torch.Tensor, rule: str) -> int:
         if kind in _RECTIFIERS:
             node.register_hook(hook)
             count += 1
+    if not count:
+        raise ConvscopeError(f"the {rule} rule rewrites rectifiers (ReLU, ReLU6, Hardtanh), and this target's "
+                             "gradient passes none (an activation written as arithmetic, such as CLIP's QuickGELU, "
+                             "is not one), so it would be the plain gradient — use the plain gradient or Grad-CAM")
     return count
 
 
