@@ -100,3 +100,14 @@ def test_uint8_round_trip():
     array = to_uint8(x)
     assert array.shape == (5, 7, 3)
     assert np.abs(array / 255 - x[0].permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_bad_file_is_refused_in_one_line_also_under_ultralytics_patch_of_pil(tmp_path, monkeypatch):
+    """Importing Ultralytics replaces PIL's Image.open with one that retries unknown files through
+    pi_heif, which raises ImportError where that is not installed: still one line."""
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path))  # its settings file, if this imports it first
+    pytest.importorskip("ultralytics.utils.patches")
+    bad = tmp_path / "photo.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(cs.ConvscopeError, match="not a readable image"):
+        cs.load_image(bad)

@@ -250,7 +250,8 @@ def default_layer(model: Model, x: torch.Tensor, objective: Objective) -> str:
 
 
 def _deepest_read(model: Model, x: torch.Tensor, objective: Objective, names: list[str]) -> str:
-    reading = Objective(objective.fn, (*objective.layers, *names), objective.name)
+    first = objective.example(0)  # the first image's target alone
+    reading = Objective(first.fn, (*first.layers, *names), first.name)
     with frozen(model.net), torch.enable_grad():
         acts = read(model, x[:1].detach().clone().requires_grad_(True), reading)
         names = [name for name in names if acts[name].requires_grad]  # not a constant (position embeddings)

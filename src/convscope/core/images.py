@@ -71,7 +71,8 @@ def _open(source: str | Path | bytes) -> Image.Image:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ConvscopeError(f"{name}: the image is too large to decode safely ({_short(e)}); "
                              f"at most {MAX_PIXELS // 10**6} megapixels are accepted") from None
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):  # ImportError: a library's patch of Image.open (Ultralytics
+        # retries unknown files with pi_heif) fails where PIL alone says it cannot identify the file
         raise ConvscopeError(f"{name}: not a readable image (unrecognized format); "
                              f"expected a {ACCEPTED} image") from None
     except (OSError, SyntaxError, ValueError) as e:
