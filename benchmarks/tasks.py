@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import torchvision_cpu  # noqa: E402 (before torchvision)
+from tests.helpers import calibrated  # noqa: E402
 from timing import interleaved  # noqa: E402
 
 import convscope as cs  # noqa: E402
@@ -29,22 +30,6 @@ from convscope.attribute.rise import rise, rise_masks  # noqa: E402
 from convscope.attribute.targets import objective_for  # noqa: E402
 from convscope.core.hooks import frozen  # noqa: E402
 from convscope.core.objectives import OUTPUT  # noqa: E402
-
-
-def calibrated(net: torch.nn.Module, size: int) -> cs.Model:
-    """``net`` with batch-norm statistics measured on the four sample photos."""
-    model = cs.Model(net.eval(), input_size=(size, size))
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    photos = torch.cat([cs.sample_image(name, size=size) for name in ("cat", "coffee", "astronaut", "rocket")])
-    with torch.no_grad():
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None
-            norm.train()
-        model(photos)
-        for norm in norms:
-            norm.eval()
-    return model
 
 
 def segmentation_row(repeats: int) -> tuple:

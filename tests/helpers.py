@@ -1,8 +1,44 @@
-"""Tiny networks whose answers are known by hand."""
+"""Tiny networks whose answers are known by hand, and the setup that makes random networks respond."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+import convscope as cs
+
+
+def calibrated(net: nn.Module, size: int, **settings) -> cs.Model:
+    """``net`` in eval mode as a Model at ``size`` px (``settings``: its other fields), its batch
+    norms' statistics measured on the four sample photos so that a random network responds to them."""
+    model = cs.Model(net.eval(), input_size=(size, size), **settings)
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    photos = torch.cat([cs.sample_image(name, size=size) for name in ("cat", "coffee", "astronaut", "rocket")])
+    with torch.no_grad():
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+            norm.train()
+        model(photos)
+        for norm in norms:
+            norm.eval()
+    return model
+
+
+def small_detr(transformers) -> nn.Module:
+    """Hugging Face's DETR from a small config, seeded, with confident classes (boxes pass 0.3)."""
+    config = transformers.DetrConfig(
+        use_timm_backbone=False, use_pretrained_backbone=False, num_labels=3, num_queries=12, d_model=32,
+        backbone_config=transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
+                                                  out_features=["stage2"]),
+        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = transformers.DetrForObjectDetection(config).eval()
+    with torch.no_grad():
+        net.class_labels_classifier.weight.mul_(20)
+    return net
 
 
 def alexnet_like() -> nn.Sequential:

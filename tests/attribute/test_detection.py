@@ -20,6 +20,7 @@ from convscope.attribute.occlusion import occlusion
 from convscope.attribute.targets import objective_for
 from convscope.inspect.detections import detect
 from tests.conftest import assert_unchanged, snapshot
+from tests.helpers import calibrated, small_detr
 from tests.torchvision_cpu import torchvision_detection
 
 SIZE = 128
@@ -56,22 +57,6 @@ def _cells(count: int = 1, seed: int = 0) -> tuple[cs.Model, torch.Tensor]:
     return cell_detector(), x
 
 
-def _calibrated(net: nn.Module, size: int = SIZE) -> cs.Model:
-    """``net`` (eval) with its batch norms' statistics measured on the four sample photos."""
-    model = cs.Model(net.eval(), input_size=(size, size))
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    photos = torch.cat([cs.sample_image(name, size=size) for name in ("cat", "coffee", "astronaut", "rocket")])
-    with torch.no_grad():
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None
-            norm.train()
-        model(photos)
-        for norm in norms:
-            norm.eval()
-    return model
-
-
 @pytest.fixture(scope="module")
 def ssd() -> cs.Model:
     detection = torchvision_detection()
@@ -80,7 +65,7 @@ def ssd() -> cs.Model:
         net = detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3,
                                                       score_thresh=0.3, nms_thresh=0.5, detections_per_img=20)
     net.transform.fixed_size = (SIZE, SIZE)
-    return _calibrated(net)
+    return calibrated(net, SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +194,7 @@ def test_grad_cam_of_a_faster_rcnn_box_equals_pytorch_grad_cam_on_torchvision_ou
             weights=None, weights_backbone=None, num_classes=2, rpn_pre_nms_top_n_test=150,
             rpn_post_nms_top_n_test=60, box_score_thresh=0.3, box_detections_per_img=20)
     net.transform.min_size, net.transform.max_size = (SIZE,), SIZE
-    model = _calibrated(net)
+    model = calibrated(net, SIZE)
     layer = "backbone.body.16"
     found = detect(model, photo)[0]
     with torch.no_grad():
@@ -256,7 +241,7 @@ def yolo(tmp_path_factory) -> cs.Model:
         with torch.no_grad():
             for branch in net.model[-1].cv3:  # its prior: class probabilities near 1% (few objects per image)
                 branch[-1].bias.zero_()
-    return _calibrated(net, SIZE)
+    return calibrated(net, SIZE)
 
 
 def test_yolo_boxes_equal_ultralytics_nms_and_a_box_gradient_equals_autograd_of_its_score(yolo, photo):
@@ -278,18 +263,8 @@ def test_yolo_boxes_equal_ultralytics_nms_and_a_box_gradient_equals_autograd_of_
 
 def test_detr_queries_equal_hugging_face_post_processing_and_a_box_gradient_its_probability(photo):
     transformers = pytest.importorskip("transformers")
-    config = transformers.DetrConfig(
-        use_timm_backbone=False, use_pretrained_backbone=False, num_labels=3, num_queries=12, d_model=32,
-        backbone_config=transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
-                                                  out_features=["stage2"]),
-        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=32, decoder_ffn_dim=32)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = transformers.DetrForObjectDetection(config).eval()
-        with torch.no_grad():
-            net.class_labels_classifier.weight.mul_(20)  # confident classes, so that boxes pass 0.3
-    model = _calibrated(net)
+    net = small_detr(transformers)
+    model = calibrated(net, SIZE)
     found = detect(model, photo)[0]
     processor = transformers.DetrImageProcessor()
     with torch.no_grad():

@@ -23,6 +23,7 @@ from convscope.attribute.targets import objective_for
 from convscope.core.objectives import INPUT, OUTPUT
 from convscope.core.task_objectives import similarity
 from tests.conftest import assert_unchanged, snapshot
+from tests.helpers import calibrated, small_detr
 from tests.torchvision_cpu import torchvision_detection
 
 #: The methods, one or two of each family, with settings that keep the matrix short.
@@ -30,22 +31,6 @@ METHODS = ("gradient", "guided", "gradcam", "layercam", "lrp", "integrated-gradi
 #: Grad-CAM rectifies a weighted sum of channels, which on random weights may be negative everywhere: a
 #: zero map, and a right one (Grad-CAM++ and LayerCAM, which weigh positive gradients, are not zero there).
 MAY_BE_ZERO = ("gradcam",)
-
-
-def _calibrated(net: nn.Module, size: int, **settings) -> cs.Model:
-    """``net`` in eval mode as a Model, its batch norms' statistics measured on the sample photos."""
-    model = cs.Model(net.eval(), input_size=(size, size), **settings)
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    photos = torch.cat([cs.sample_image(name, size=size) for name in ("cat", "coffee", "astronaut", "rocket")])
-    with torch.no_grad():
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None
-            norm.train()
-        model(photos)
-        for norm in norms:
-            norm.eval()
-    return model
 
 
 def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
@@ -91,45 +76,35 @@ def _yolo() -> nn.Module:
 
 
 def _detr() -> nn.Module:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.DetrConfig(
-        use_timm_backbone=False, use_pretrained_backbone=False, num_labels=3, num_queries=12, d_model=32,
-        backbone_config=transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
-                                                  out_features=["stage2"]),
-        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=32, decoder_ffn_dim=32)
-    net = _seeded(lambda: transformers.DetrForObjectDetection(config))
-    with torch.no_grad():
-        net.class_labels_classifier.weight.mul_(20)
-    return net
+    return small_detr(pytest.importorskip("transformers"))
 
 
 #: name -> (task, builder of the Model, the target: a --target string, or None for the prediction).
 MODELS: dict[str, tuple[str, Callable[[], cs.Model], str | None]] = {
-    "hf ViT": ("classification", lambda: _calibrated(_hf(
+    "hf ViT": ("classification", lambda: calibrated(_hf(
         "ViTForImageClassification", "ViTConfig", image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
         num_attention_heads=2, intermediate_size=64, num_labels=5), 32), None),
-    "hf ConvNeXt": ("classification", lambda: _calibrated(_hf(
+    "hf ConvNeXt": ("classification", lambda: calibrated(_hf(
         "ConvNextForImageClassification", "ConvNextConfig", num_stages=2, hidden_sizes=[8, 16], depths=[1, 1],
         num_labels=5), 32), None),
-    "hf SegFormer": ("segmentation", lambda: _calibrated(_hf(
+    "hf SegFormer": ("segmentation", lambda: calibrated(_hf(
         "SegformerForSemanticSegmentation", "SegformerConfig", num_labels=4, hidden_sizes=[8, 16, 16, 16],
         depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], decoder_hidden_size=16), 64), None),
-    "hf CLIP vision": ("embedding", lambda: _calibrated(_hf(
+    "hf CLIP vision": ("embedding", lambda: calibrated(_hf(
         "CLIPVisionModelWithProjection", "CLIPVisionConfig", image_size=32, patch_size=8, hidden_size=32,
         intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, projection_dim=16), 32, task="embedding"),
         "similar"),
-    "timm ResNet-18, 0 classes": ("embedding", lambda: _calibrated(_timm(0), 64, task="embedding"), "similar"),
-    "timm ResNet-18, 1 output": ("regression", lambda: _calibrated(_timm(1), 64), None),
-    "timm ResNet-18, 20 labels": ("multi-label", lambda: _calibrated(_timm(20), 64, task="multi-label"),
+    "timm ResNet-18, 0 classes": ("embedding", lambda: calibrated(_timm(0), 64, task="embedding"), "similar"),
+    "timm ResNet-18, 1 output": ("regression", lambda: calibrated(_timm(1), 64), None),
+    "timm ResNet-18, 20 labels": ("multi-label", lambda: calibrated(_timm(20), 64, task="multi-label"),
                                   "sigmoid:3"),
-    "tv LR-ASPP": ("segmentation", lambda: _calibrated(_segmenter("lraspp_mobilenet_v3_large"), 64), None),
-    "tv DeepLabV3 MobileNetV3": ("segmentation", lambda: _calibrated(
+    "tv LR-ASPP": ("segmentation", lambda: calibrated(_segmenter("lraspp_mobilenet_v3_large"), 64), None),
+    "tv DeepLabV3 MobileNetV3": ("segmentation", lambda: calibrated(
         _segmenter("deeplabv3_mobilenet_v3_large"), 64), None),
-    "tv FCN ResNet-50": ("segmentation", lambda: _calibrated(_segmenter("fcn_resnet50"), 64), None),
-    "tv SSDlite": ("detection", lambda: _calibrated(_ssdlite(), 96), None),
-    "Ultralytics YOLOv8n": ("detection", lambda: _calibrated(_yolo(), 96), None),
-    "hf DETR": ("detection", lambda: _calibrated(_detr(), 96), None),
+    "tv FCN ResNet-50": ("segmentation", lambda: calibrated(_segmenter("fcn_resnet50"), 64), None),
+    "tv SSDlite": ("detection", lambda: calibrated(_ssdlite(), 96), None),
+    "Ultralytics YOLOv8n": ("detection", lambda: calibrated(_yolo(), 96), None),
+    "hf DETR": ("detection", lambda: calibrated(_detr(), 96), None),
 }
 
 
