@@ -39,7 +39,7 @@ def layers(model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto") ->
     for info in list_layers(net):
         rf = info.receptive_field
         field = "whole" if rf is None or rf.whole else f"{rf.size[0]}x{rf.size[1]}"
-        jump = "" if rf is None or rf.whole else str(rf.jump[0])
+        jump = "" if rf is None or rf.whole else f"{rf.jump[0]:.4g}"
         start = "" if rf is None or rf.whole else f"{rf.start[0]:g}"
         shape = "x".join(map(str, info.shape))
         typer.echo(f"{info.name:<44} {info.kind:<24} {shape:<16} {info.parameters:>9,}  "

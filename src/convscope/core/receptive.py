@@ -4,7 +4,9 @@ A forward pass runs under a dispatch mode that attaches to every tensor derived 
 input the receptive field of its units: along each spatial axis, unit ``i`` sees input
 pixels ``[left + i * jump, left + i * jump + size - 1]``. Convolutions and pools grow it
 (``size += (k - 1) * dilation * jump``, ``jump *= stride``, ``left -= padding * jump``),
-padding shifts it, element-wise ops (residual sums) take the union of their inputs, and
+padding shifts it, resizes (nearest, bilinear, bicubic, antialiased) and folds scale the jump by
+a fraction (kept exact, as :class:`~fractions.Fraction`; a unit's pixels are then rounded
+outwards), element-wise ops (residual sums) take the union of their inputs, and
 anything that mixes all positions (global pooling, flatten, linear) sees the whole image, as does
 every op not known to keep positions apart (a recurrent layer over rows, a group norm): a field
 reported too large is a safe answer, one reported too small is a wrong one.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
@@ -24,22 +27,40 @@ from convscope.core.tracing import EagerTracer, arg
 aten = torch.ops.aten
 
 
+Number = int | Fraction
+
+
 @dataclass(frozen=True)
 class Axis:
-    """Receptive field along one axis: unit ``i`` covers ``[left + i*jump, left + i*jump + size - 1]``."""
+    """Receptive field along one axis: unit ``i`` covers ``[left + i*jump, left + i*jump + size - 1]``.
 
-    size: int
-    jump: int
-    left: int
+    After a resize the numbers are fractions: the bounds then hold for every unit, and a unit's
+    pixels are those bounds rounded outwards (:attr:`pixels` of them, the same for every unit)."""
+
+    size: Number
+    jump: Number
+    left: Number
+
+    @property
+    def exact(self) -> bool:
+        return all(Fraction(v).denominator == 1 for v in (self.size, self.jump, self.left))
+
+    @property
+    def pixels(self) -> int:
+        """How many input pixels a unit's span holds (one more than ``size`` rounded up when fractional)."""
+        return int(self.size) if self.exact else math.ceil(self.size) + 1
 
     @property
     def start(self) -> float:
         """Center of the first unit, in input pixels (the 'start' of RF arithmetic)."""
-        return self.left + (self.size - 1) / 2
+        return float(self.left + Fraction(self.size - 1, 2))
+
+    def reads(self, step: Number, low: Number, high: Number) -> "Axis":
+        """The field of a tensor whose unit ``o`` reads this tensor's units ``[step*o + low, step*o + high]``."""
+        return Axis(self.size + (high - low) * self.jump, self.jump * step, self.left + low * self.jump)
 
     def window(self, kernel: int, stride: int, padding: int, dilation: int = 1) -> "Axis":
-        return Axis(self.size + (kernel - 1) * dilation * self.jump, self.jump * stride,
-                    self.left - padding * self.jump)
+        return self.reads(stride, -padding, (kernel - 1) * dilation - padding)
 
     def shift(self, pad_before: int) -> "Axis":
         return Axis(self.size, self.jump, self.left - pad_before * self.jump)
@@ -49,10 +70,19 @@ class Axis:
         right = max(self.left + self.size, other.left + other.size)
         return Axis(right - left, self.jump, left)
 
+    def as_dict(self) -> dict[str, int | str]:
+        """JSON-ready numbers: integers, or fractions written ``"p/q"``."""
+        return {name: int(v) if Fraction(v).denominator == 1 else str(v)
+                for name, v in (("size", self.size), ("jump", self.jump), ("left", self.left))}
+
+    @classmethod
+    def from_dict(cls, numbers: dict[str, int | str]) -> "Axis":
+        return cls(**{name: Fraction(v) if isinstance(v, str) else v for name, v in numbers.items()})
+
     def span(self, index: int) -> tuple[int, int]:
         """First and last input pixel seen by unit ``index`` (may lie outside the image)."""
-        first = self.left + index * self.jump
-        return first, first + self.size - 1
+        first = math.floor(self.left + index * self.jump)
+        return first, first + self.pixels - 1
 
 
 @dataclass(frozen=True)
@@ -65,11 +95,13 @@ class ReceptiveField:
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.height.size, self.width.size
+        """Input pixels a unit sees along each axis."""
+        return self.height.pixels, self.width.pixels
 
     @property
-    def jump(self) -> tuple[int, int]:
-        return self.height.jump, self.width.jump
+    def jump(self) -> tuple[int | float, int | float]:
+        """Input pixels between neighbouring units (a float after a resize by a fraction)."""
+        return _plain(self.height.jump), _plain(self.width.jump)
 
     @property
     def start(self) -> tuple[float, float]:
@@ -90,6 +122,59 @@ def _window(rf: ReceptiveField, kernel, stride, padding, dilation=(1, 1)) -> Rec
     kernel, stride, padding, dilation = (_pair(v) for v in (kernel, stride or kernel, padding, dilation))
     return ReceptiveField(rf.height.window(kernel[0], stride[0], padding[0], dilation[0]),
                           rf.width.window(kernel[1], stride[1], padding[1], dilation[1]))
+
+
+def _plain(value: Number) -> int | float:
+    return int(value) if Fraction(value).denominator == 1 else float(value)
+
+
+#: Resizes: output unit ``o`` reads input units ``floor(x) + low`` to ``floor(x) + high``, where
+#: ``x = scale * (o + shift) - shift'`` samples: ``(0, 0)`` at corners (nearest), ``(1/2, 1/2)`` at
+#: pixel centers (bilinear, bicubic), ``(1/2, 0)`` for nearest-exact.
+_HALF = Fraction(1, 2)
+_RESIZES = {aten.upsample_nearest2d.default: (0, 0, 0, 0), aten._upsample_nearest_exact2d.default: (0, 0, _HALF, 0),
+            aten.upsample_bilinear2d.default: (0, 1, _HALF, _HALF), aten.upsample_bicubic2d.default: (-1, 2, _HALF, _HALF),
+            aten._upsample_bilinear2d_aa.default: (0, 1, _HALF, _HALF),
+            aten._upsample_bicubic2d_aa.default: (-1, 2, _HALF, _HALF)}
+_ANTIALIASED = {aten._upsample_bilinear2d_aa.default, aten._upsample_bicubic2d_aa.default}
+
+
+def _resized(func, args, rf: ReceptiveField, before, after) -> ReceptiveField | None:
+    """The field after ``F.interpolate`` (each mode that samples; ``area`` is an adaptive pool)."""
+    if func not in _RESIZES:
+        return None
+    low, high, shift_out, shift_in = _RESIZES[func]
+    nearest = shift_in == 0 and high == 0
+    align_corners = not nearest and arg(args, 2, False)
+    factors = list(args[2:4] if nearest else args[3:5]) + [None, None]
+    axes = []
+    for axis, n_in, n_out, factor in zip((rf.height, rf.width), before, after, factors):
+        if align_corners:
+            scale = Fraction(n_in - 1, n_out - 1) if n_out > 1 else Fraction(0)
+            axes.append(axis.reads(scale, low - 1, high))  # x = scale * o; floor(x) lies in (x - 1, x]
+            continue
+        scale = 1 / Fraction(factor).limit_denominator(10**6) if factor else Fraction(n_in, n_out)
+        offset = scale * shift_out - shift_in
+        if func in _ANTIALIASED and scale > 1:  # the filter is stretched by the scale when shrinking:
+            reach = scale * (high - low + 1) / 2  # units int(x - reach + 1/2) to int(x + reach + 1/2) - 1
+            axes.append(axis.reads(scale, offset + shift_in - reach - _HALF, offset + shift_in + reach - _HALF))
+        else:
+            axes.append(axis.reads(scale, offset + low - 1, offset + high))
+    return ReceptiveField(*axes)
+
+
+def _unfolded_grid(size, kernel, dilation, padding, stride) -> tuple[int, int]:
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, d, p, s in zip(size, _pair(kernel), _pair(dilation), _pair(padding), _pair(stride)))
+
+
+def _folded(rf: ReceptiveField, kernel, dilation, padding, stride) -> ReceptiveField:
+    """``nn.Fold`` sums each output pixel ``y`` over the windows that cover it: positions ``p`` with
+    ``p*stride - padding <= y <= p*stride - padding + (kernel - 1)*dilation``."""
+    axes = []
+    for axis, k, d, p, s in zip((rf.height, rf.width), *(_pair(v) for v in (kernel, dilation, padding, stride))):
+        axes.append(axis.reads(Fraction(1, s), Fraction(p - (k - 1) * d, s), Fraction(p, s)))
+    return ReceptiveField(*axes)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -200,9 +285,15 @@ class ReceptiveFieldTracer(EagerTracer):
         if func in (aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default):
             return self._matmul(func, args, first)
         if axes.standard and first.dim() == 4:
-            window = self._window(func, args, rf)
+            window = self._window(func, args, rf) or _resized(func, args, rf, source.shape[-2:], first.shape[-2:])
             if window is not None:
                 return window, _Axes((2, 3), (1, 1), tuple(first.shape[-2:]))
+        if func is aten.im2col.default and axes.standard:  # nn.Unfold: (B, C*k*k, L), positions row-major in L
+            window = _window(rf, args[1], args[4], args[3], args[2])
+            grid = _unfolded_grid(source.shape[-2:], *args[1:5])
+            return window, _Axes((2, 2), (grid[1], 1), grid)
+        if func is aten.col2im.default and axes == _Axes((2, 2), (axes.sizes[1], 1), axes.sizes):  # nn.Fold
+            return _folded(rf, *args[2:6]), _Axes((2, 3), (1, 1), tuple(first.shape[-2:]))
         if func in _ALONG_ONE_DIMENSION and args[1] % source.dim() not in axes.dims:
             return self._same_positions(carriers, first)
         if torch.Tag.pointwise in func.tags or func in _POSITIONWISE:
@@ -227,12 +318,22 @@ class ReceptiveFieldTracer(EagerTracer):
         operand (attention) mixes positions."""
         operands = [a for a in args if isinstance(a, torch.Tensor)]
         left, right = (operands[-2], operands[-1])
+        if id(right) in self._fields and id(left) in self._fields:
+            return self._batched(left, right, out)
         if id(right) in self._fields or id(left) not in self._fields:
             return self._whole()
         axes = self._axes.get(id(left))
         if axes is None or left.dim() - 1 in axes.dims:
             return self._whole()
         return self._fields[id(left)], axes
+
+    def _batched(self, left: torch.Tensor, right: torch.Tensor, out: torch.Tensor) -> tuple[ReceptiveField, _Axes | None]:
+        """A product of two input-dependent operands keeps positions when both hold them in the same
+        batch dimension (attention within each position's own window: outlook attention); else it mixes."""
+        axes = self._axes.get(id(left))
+        if axes is None or axes != self._axes.get(id(right)) or max(axes.dims) >= out.dim() - 2:
+            return self._whole()
+        return self._union([self._fields[id(left)], self._fields[id(right)]]), axes
 
     def _same_positions(self, carriers: list[torch.Tensor], out: torch.Tensor) -> tuple[ReceptiveField, _Axes | None]:
         """Element-wise ops (residual sums, gates, channel-wise norms) and joins along channels: the

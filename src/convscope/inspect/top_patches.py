@@ -205,7 +205,7 @@ def _fitted(dataset: ImageDataset, index: int, size: tuple[int, int]) -> torch.T
 def _field_dict(field: ReceptiveField) -> dict:
     axes = {"height": field.height, "width": field.width}
     return {"whole": field.whole,
-            **{name: {"size": a.size, "jump": a.jump, "left": a.left} for name, a in axes.items()}}
+            **{name: a.as_dict() for name, a in axes.items()}}
 
 
 def load_top_activations(folder: str | Path) -> TopActivations:
@@ -221,7 +221,7 @@ def load_top_activations(folder: str | Path) -> TopActivations:
     with np.load(folder / "top.npz", allow_pickle=False) as arrays:
         top = {name: arrays[name] for name in arrays.files}
     rf = index["receptive_field"]
-    field = ReceptiveField(Axis(**rf["height"]), Axis(**rf["width"]), rf["whole"])
+    field = ReceptiveField(Axis.from_dict(rf["height"]), Axis.from_dict(rf["width"]), rf["whole"])
     return TopActivations(index["layer"], top["channels"], top["values"], top["images"], top["units"], field,
                           tuple(index["input_size"]), [Failure(**f) for f in index["failures"]])
 
