@@ -236,3 +236,55 @@ def test_several_models_each_at_their_own_path(lite0, digits):
         expected = classify(digits, fit(load_image(pixels), digits.input_size), top=3)[0]
         assert [p["index"] for p in predictions] == [p.index for p in expected]
         assert client.get(f"/api/images/{key}/predictions").status_code == 404  # each model keeps its own images
+
+
+def _scene_upload(client, seed: int) -> tuple[str, "torch.Tensor"]:
+    """Uploads a shapes scene as a PNG: its id, and the image as the model sees it ``(1, 3, 224, 224)``."""
+    import torch
+    from convscope.data.scenes import scene
+
+    pixels = (scene(seed).image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    key = client.post("/api/images", content=png_bytes(pixels)).json()["id"]
+    return key, fit(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255, (224, 224))
+
+
+def test_a_segmenter_lists_its_regions_and_explains_one():
+    import convscope as cs
+    import torch
+
+    segmenter = cs.load_model("shapes_segmenter", device="cpu")
+    with client_for(segmenter) as client:
+        info = client.get("/api/model").json()
+        assert (info["task"], info["answers"], info["default_target"]) == ("segmentation", "Regions",
+                                                                           "the largest region")
+        key, x = _scene_upload(client, 200_101)
+        regions = client.get(f"/api/images/{key}/predictions").json()
+        with torch.no_grad():
+            counts = torch.bincount(segmenter(x).argmax(1).flatten(), minlength=4).float()
+        assert [r["index"] for r in regions] == [int(i) for i in counts.argsort(descending=True) if counts[i] > 0]
+        assert [r["share"] for r in regions] == pytest.approx([float(counts[r["index"]] / counts.sum()) for r in regions])
+        shape = next(r for r in regions if r["index"] != 0)
+        assert shape["target"] == f"region:{shape['index']}"
+        job = client.post("/api/jobs/attribution", json={"image": key, "method": "gradcam", "target": shape["target"]})
+        status = wait_for(client, job.json())
+        assert status["state"] == "done" and status["caption"].startswith(f"gradcam of {shape['label']} over its "
+                                                                          "predicted pixels")
+        for typed, reason in [("region:1@/etc/passwd", "names a file"), ("similar:/etc/passwd", "names a file"),
+                              ("region:9", "out of range"), ("box:0", "not a detector")]:
+            refused = client.post("/api/jobs/attribution", json={"image": key, "target": typed})
+            assert refused.status_code == 400 and reason in refused.json()["detail"], typed
+
+
+def test_a_detectors_boxes_are_the_librarys():
+    import convscope as cs
+    from convscope.inspect.detections import detect
+
+    detector = cs.load_model("shapes_detector", device="cpu")
+    with client_for(detector) as client:
+        key, x = _scene_upload(client, 200_102)
+        listed = client.get(f"/api/images/{key}/predictions").json()
+        found = detect(detector, x)[0]
+        assert [(b["label"], b["target"]) for b in listed] == [(d.label, f"box:{k}") for k, d in enumerate(found)]
+        assert np.allclose([b["box"] for b in listed], [d.box for d in found], atol=0.05)
+        refused = client.post("/api/jobs/attribution", json={"image": key, "target": "tabby"})
+        assert refused.status_code == 400 and "box:K" in refused.json()["detail"]

@@ -156,6 +156,62 @@ def test_keyboard_reaches_layers_tiles_and_tabs(page):
     assert page.is_visible(f"#panel-{page.evaluate('document.activeElement.dataset.tab')}")
 
 
+def test_a_refused_job_leaves_no_progress_bar_and_nothing_to_cancel(page):
+    """A 400 used to leave an animated bar and a Cancel button that sent DELETE /api/jobs/undefined."""
+    deletes = []
+    page.on("request", lambda request: deletes.append(request.url) if request.method == "DELETE" else None)
+    page.click("#tabs [data-tab='dream']")
+    page.fill("form[data-tab='dream'] input[name='layer']", "_blocks.99")
+    page.click("form[data-tab='dream'] button[type='submit']")
+    error = page.locator("#panel-dream .error")
+    error.wait_for(state="visible")
+    assert "unknown layer '_blocks.99'" in error.inner_text()
+    assert not page.is_visible("#panel-dream .status") and not page.is_visible("#panel-dream .cancel")
+    assert page.evaluate("document.querySelector('#panel-dream .result').dataset.job") is None
+    assert not deletes
+    page.fill("form[data-tab='dream'] input[name='layer']", "")
+
+
+def test_the_first_layer_is_reached_by_keyboard_alone(page):
+    """Every layer had tabindex -1, and ArrowDown in the filter did nothing."""
+    page.fill("#layer-filter", "")
+    page.focus("#layer-filter")
+    page.keyboard.press("Tab")
+    first = page.evaluate("document.querySelector('#layers li').dataset.layer")
+    selected = page.evaluate("document.querySelector('#layers li.selected')?.dataset.layer")
+    assert page.evaluate("document.activeElement.dataset.layer") == (selected or first)
+
+    page.focus("#layer-filter")
+    page.keyboard.type("_blocks.2.")
+    page.keyboard.press("ArrowDown")
+    reached = page.evaluate("document.activeElement.dataset.layer")
+    assert reached.startswith("_blocks.2.")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.getElementById('tiles').dataset.layer === {reached!r}")
+    assert page.get_attribute(f"#layers li[data-layer='{reached}']", "aria-selected") == "true"
+    page.fill("#layer-filter", "")
+
+
+@pytest.mark.parametrize("width", [800, 390])
+def test_the_page_reflows_at_narrow_widths(page, width):
+    """At 800 px the activations panel and the Explain button were cut off at the right edge: no
+    control may stick out of the window or out of its own panel."""
+    page.set_viewport_size({"width": width, "height": 900})
+    try:
+        page.wait_for_function(f"window.innerWidth === {width}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        outside = page.evaluate(f"""[...document.querySelectorAll('button, input, select, a, img, h2, label')]
+            .filter((e) => e.offsetParent !== null && !e.closest('#tiles, #marks, #history'))  // history: a scrolled strip
+            .map((e) => [e.id || e.textContent.trim().slice(0, 30) || e.tagName, e.getBoundingClientRect(), e])
+            .map(([name, box, e]) => [name, box, e.closest('section, header').getBoundingClientRect()])
+            .filter(([, box, panel]) => box.width > 0 && (box.left < Math.max(0, panel.left) - 0.5 ||
+                                                          box.right > Math.min({width}, panel.right) + 0.5))
+            .map(([name, box]) => `${{name}}: ${{Math.round(box.left)}}..${{Math.round(box.right)}}`)""")
+        assert not outside, outside
+    finally:
+        page.set_viewport_size({"width": 1366, "height": 900})
+
+
 def test_no_serious_accessibility_violations(page):
     from axe_playwright_python import sync_playwright as axe
 

@@ -90,6 +90,9 @@ def objective_for(model: Model, x: torch.Tensor, target: int | str | torch.Tenso
         return _parsed(model, x, target, perturbation)
     task = task_of(model, x)
     if task == "detection":
+        if target is not None and not str(target).isdigit():
+            raise ConvscopeError(f"{model.name} is a detector: explain one of its boxes, box:K[:PART] (K: 0 is the "
+                                 f"best), not {shorten(str(target))!r}")
         chosen = box_target(model, x, 0 if target is None else target)
         return chosen.perturbed if perturbation else chosen
     if task == "segmentation":

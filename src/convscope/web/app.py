@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from convscope.errors import ConvscopeError, shorten
 from convscope.samples import SAMPLES, STYLES, sample_image
 from convscope.web import tasks
+from convscope.web.answers import DEFAULT_TARGETS, TITLES
 from convscope.web.explorer import Explorer
 from convscope.web.guard import LOCAL_NAMES, SECURITY_HEADERS, HostGuard
 from convscope.web.jobs import FINISHED, QueueFull, UnknownJob
@@ -120,8 +121,11 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
 
     @app.get("/api/model", tags=["model"])
     def model_info() -> dict:
-        """The model's name, input size, device and number of classes."""
-        return {"name": model.name, "input_size": list(model.input_size), "device": str(model.device),
+        """The model's name, task, input size, device and number of classes; what its answers are
+        called on the page and what an attribution explains when no target is given."""
+        return {"name": model.name, "task": explorer.task, "answers": TITLES[explorer.task],
+                "default_target": DEFAULT_TARGETS[explorer.task],
+                "input_size": list(model.input_size), "device": str(model.device),
                 "classes": len(model.labels) if model.labels else None, "samples": list(SAMPLES),
                 "styles": list(STYLES), "attributions": explorer.attributions,
                 "microscope": explorer.microscope_layers(),
@@ -176,7 +180,9 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
 
     @app.get("/api/images/{image_id}/predictions", tags=["images"])
     def predictions(image_id: str, top: Annotated[int, Query(ge=1, le=50)] = 5) -> list[dict]:
-        """The top classes: index, label, probability."""
+        """What the model answers, each with the ``target`` that explains it: the top classes (index,
+        label, probability), a detector's boxes (label, score, box in input pixels) or a segmenter's
+        regions (label, index, share of the pixels)."""
         return explorer.predictions(image_id, top)
 
     @app.get("/api/images/{image_id}/activations", tags=["activations"])
@@ -239,8 +245,9 @@ def _job_routes(app: FastAPI, explorer: Explorer) -> None:
 
     @app.post("/api/jobs/attribution", tags=["jobs"], status_code=202)
     def attribution(request: tasks.AttributionRequest) -> JSONResponse:
-        """A gradient map, Grad-CAM or occlusion for a class (the top class when none is given)."""
-        explorer.check_class(request.target)
+        """A gradient map, Grad-CAM or occlusion of a target (a class, a box, a region; the model's
+        answer when none is given)."""
+        explorer.check_target(request.target, request.image)
         return queued("attribution", partial(tasks.run_attribution, request, explorer.store.get(request.image)))
 
     @app.post("/api/jobs/visualize", tags=["jobs"], status_code=202)

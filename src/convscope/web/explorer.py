@@ -13,15 +13,17 @@ import torch
 
 from convscope.attribute.rollout import attention_maps
 from convscope.attribute.saliency import TRANSFORMER_METHODS
+from convscope.attribute.targets import objective_for, task_of
 from convscope.core.images import fit
 from convscope.core.layers import resolve
 from convscope.core.render import Picture, picture
 from convscope.core.summary import LayerInfo, list_layers
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.inspect.activations import Activations, activations
-from convscope.inspect.predictions import probabilities, top_predictions
+from convscope.inspect.predictions import probabilities
 from convscope.inspect.top_patches import TopActivations, load_top_activations
 from convscope.models.model import Model
+from convscope.web.answers import answers, check_typed_target
 from convscope.web.batcher import Batcher
 from convscope.web.jobs import JobQueue
 from convscope.web.store import KEEP_SIDE, ImageStore
@@ -70,6 +72,8 @@ class Explorer:
         self.model, self.settings = model, settings
         self.layers: list[LayerInfo] = list_layers(model)
         blank = torch.zeros(1, model.channels, *model.input_size, device=model.device)
+        #: classification, multi-label, detection, segmentation, regression or embedding.
+        self.task = task_of(model, blank)
         #: The attribution methods the page offers: attention rollout only for a network with attention.
         self.attributions = [m for m in ATTRIBUTIONS if m not in TRANSFORMER_METHODS or attention_maps(model, blank)]
         self.store = ImageStore(settings.images)
@@ -97,9 +101,15 @@ class Explorer:
         return fit(self.store.get(image_id), self.model.input_size)
 
     def predictions(self, image_id: str, top: int) -> list[dict]:
-        """The image's ``top`` classes; concurrent requests share batched forward passes."""
-        probs = self._classifier(self.fitted(image_id))
-        return [p.as_dict() for p in top_predictions(self.model, probs, top=top)[0]]
+        """What the model answers for the image (:func:`~convscope.web.answers.answers`): its ``top``
+        classes, its boxes or regions; concurrent requests share batched forward passes."""
+        return self._answers(self.fitted(image_id), top)
+
+    def _answers(self, x: torch.Tensor, top: int) -> list[dict]:
+        if self.task in ("classification", "multi-label"):
+            return answers(self.model, self.task, x, top, self._classifier)
+        with self._lock:
+            return answers(self.model, self.task, x, top, self._classifier)
 
     def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         with self._lock:
@@ -122,6 +132,13 @@ class Explorer:
     def check_class(self, target: str | None) -> None:
         if target is not None and self.model.labels is not None:
             self.model.labels.index(target)
+
+    def check_target(self, target: str | None, image_id: str) -> None:
+        """Raises, in one line, for a target the image cannot be explained for: an unknown class, a
+        box the detector did not find, a region with no pixels, a form that names a file."""
+        check_typed_target(target)
+        with self._lock:
+            objective_for(self.model, self.fitted(image_id).to(self.model.device), target)
 
     def maps(self, image_id: str, layer: str) -> Activations:
         """The layer's activations for the image (the last few are cached)."""
@@ -150,7 +167,7 @@ class Explorer:
         with self._decoding:
             image = decode_upload(data, max_pixels=LIVE_PIXELS, max_bytes=4 * LIVE_PIXELS, side=KEEP_SIDE)
         x = fit(image, self.model.input_size)
-        reply = {"predictions": [p.as_dict() for p in top_predictions(self.model, self._classifier(x), top=5)[0]]}
+        reply = {"predictions": self._answers(x, 5)}
         if layer is None:
             return reply
         self.check_layer(layer)

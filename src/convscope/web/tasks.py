@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from convscope.attribute.occlusion import occlusion
 from convscope.attribute.saliency import METHODS as SALIENCY_METHODS
 from convscope.attribute.saliency import saliency
-from convscope.attribute.targets import class_indices
+from convscope.attribute.targets import class_indices, objective_for, task_of
+from convscope.core.objectives import Objective
 from convscope.core.images import fit
 from convscope.core.render import Picture
 from convscope.evaluate.curves import deletion, insertion
@@ -87,7 +88,9 @@ class VisualizeRequest(_Request):
 class AttributionRequest(_Request):
     image: str = ID
     method: Literal[ATTRIBUTIONS] = "gradient"  # type: ignore[valid-type]
-    target: str | None = Field(None, max_length=CLASS, description="Class name or index; the top class when none.")
+    target: str | None = Field(None, max_length=CLASS, description="Class name or index, or a target of another "
+                               "task (box:K[:PART], region:CLASS[~OTHER], up[:INDEX], sigmoid:CLASS); the model's "
+                               "answer when none (top class, box 0, largest region, the output).")
     curves: bool = Field(False, description="Also the map's deletion and insertion curves.")
 
 
@@ -165,17 +168,26 @@ def run_visualize(request: VisualizeRequest) -> Callable[[Model, Job], Picture]:
 
 def run_attribution(request: AttributionRequest, image: torch.Tensor) -> Callable[[Model, Job], Picture]:
     def compute(model: Model, job: Job, x: torch.Tensor) -> Picture:
-        index = class_indices(model, x.to(model.device), request.target)
+        target = _target(model, x.to(model.device), request.target)
         share = 0.5 if request.curves else 1.0  # the curves take about the other half
         if request.method == "occlusion":
-            result = occlusion(model, x, index, callback=lambda done: job.report(share * done))
+            result = occlusion(model, x, target, callback=lambda done: job.report(share * done))
         else:
-            result = saliency(model, x, index, method=request.method, callback=lambda done: job.report(share * done))
+            result = saliency(model, x, target, method=request.method, callback=lambda done: job.report(share * done))
         job.keep(result.map[0])
         if not request.curves:
             return result.picture()
         job.report(0.5)
-        curves = {"deletion": deletion(model, x, result.map, index.cpu()),
-                  "insertion": insertion(model, x, result.map, index.cpu())}
+        target = target.cpu() if isinstance(target, torch.Tensor) else target
+        curves = {"deletion": deletion(model, x, result.map, target),
+                  "insertion": insertion(model, x, result.map, target)}
         return with_curves(result.picture(), curves)
     return _at_input_size(image, compute)
+
+
+def _target(model: Model, x: torch.Tensor, typed: str | None) -> torch.Tensor | Objective:
+    """A classifier's class as ``(1,)`` indices (its curves then read the probability); any other
+    target, of any task, as the Objective it names."""
+    if task_of(model, x) == "classification" and (typed is None or (":" not in typed and typed not in ("up", "down"))):
+        return class_indices(model, x, typed)
+    return objective_for(model, x, typed)

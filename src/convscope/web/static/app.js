@@ -67,7 +67,10 @@ async function start() {
     $("models").add(option);
   }
   state.info = info;
-  $("model-name").textContent = `${info.name} · ${info.input_size.join("x")} · ${info.device}`;
+  $("model-name").textContent = `${info.name} · ${info.task} · ${info.input_size.join("x")} · ${info.device}`;
+  $("answers-title").textContent = info.answers.replace("{top}", "5");
+  $("target-name").textContent = info.task === "classification" ? "Class" : "Target";
+  $("attribution-class").placeholder = info.default_target;
   for (const name of info.samples) $("sample").add(new Option(name, name));
   for (const name of info.styles) $("styles").add(new Option(name, name));
   for (const name of info.attributions) $("attribution-method").add(new Option(name, name));
@@ -82,6 +85,7 @@ async function start() {
   $("classes").replaceChildren(...classes.map((c) => new Option(`${c.label} (${c.index})`, c.label)));
   const layers = await api("api/layers");
   $("layers").replaceChildren(...layers.filter((l) => l.shape.length === 3).map(layerItem));
+  firstReachable();
   roving($("layers"), () => [...$("layers").children].filter((item) => !item.hidden), () => 1,
          (item) => selectLayer(item.dataset.layer));
   await openSample($("sample").value);
@@ -124,6 +128,13 @@ function roving(container, items, columns, activate) {
   });
 }
 
+// Tab reaches the layer list at its selected item, else at its first shown one.
+function firstReachable() {
+  const shown = [...$("layers").children].filter((item) => !item.hidden);
+  const entry = shown.find((item) => item.classList.contains("selected")) || shown[0];
+  for (const item of $("layers").children) item.tabIndex = item === entry ? 0 : -1;
+}
+
 function focusOnly(list, chosen) {
   for (const item of list) item.tabIndex = item === chosen ? 0 : -1;
   chosen.focus();
@@ -161,15 +172,60 @@ function showCrop(width, height) {
   crop.style.left = `${50 * (1 - cropWidth)}%`; crop.style.width = `${100 * cropWidth}%`;
   crop.style.top = `${50 * (1 - cropHeight)}%`; crop.style.height = `${100 * cropHeight}%`;
   crop.hidden = cropWidth > 0.999 && cropHeight > 0.999;
+  Object.assign($("marks").style, { left: crop.style.left, top: crop.style.top, width: crop.style.width,
+                                    height: crop.style.height });
   $("crop-note").textContent = `${width}x${height} px; ` + (crop.hidden ? "the model sees all of it" :
     `the model sees the framed centre, at ${inputWidth}x${inputHeight}`);
 }
 
+// The model's answers under the image (classes, boxes, regions), each a button that puts its
+// target into the attribution form; a detector's boxes are drawn over the image too.
+const BOX_COLORS = ["#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#00c7be", "#ffcc00", "#ff2d55"];
+
+function answerText(p, k) {
+  if (p.box) return `box ${k}: ${p.label} ${p.score.toFixed(2)}`;
+  if (p.share !== undefined) return `${p.label}: ${(100 * p.share).toFixed(1)}% of the pixels`;
+  if (p.value !== undefined) return `${p.label}: ${p.value.toPrecision(4)}`;
+  return `${p.label} ${(100 * p.probability).toFixed(1)}%`;
+}
+
+function chooseAnswer(p) {
+  $("attribution-class").value = p.probability !== undefined && state.info.task === "classification" ? p.label : p.target;
+  for (const chosen of document.querySelectorAll("#predictions button, #marks .mark")) {
+    chosen.classList.toggle("chosen", chosen.dataset.target === p.target);
+  }
+  selectTab($("tab-attribution"));
+}
+
 function showPredictions(predictions) {
-  $("predictions").replaceChildren(...predictions.map((p) => {
-    const item = document.createElement("li");
-    item.textContent = `${p.label} ${(100 * p.probability).toFixed(1)}%`;
+  $("answers-hint").textContent = predictions.length ? "Click one to explain it." :
+    state.info.task === "detection" ? "No box above score 0.3." : "";
+  $("predictions").replaceChildren(...predictions.map((p, k) => {
+    const item = document.createElement("li"), button = document.createElement("button");
+    button.type = "button";
+    button.textContent = answerText(p, k);
+    button.dataset.target = p.target;
+    button.title = `explain ${p.target}`;
+    if (p.box) button.style.borderLeft = `4px solid ${BOX_COLORS[k % BOX_COLORS.length]}`;
+    button.addEventListener("click", () => chooseAnswer(p));
+    item.append(button);
     return item;
+  }));
+  const [height, width] = state.info.input_size;
+  $("marks").replaceChildren(...predictions.filter((p) => p.box).map((p, k) => {
+    const mark = document.createElement("button"), [x1, y1, x2, y2] = p.box;
+    mark.type = "button";
+    mark.className = "mark";
+    mark.tabIndex = -1;  // the list above is the keyboard's way to the same boxes
+    mark.dataset.target = p.target;
+    mark.setAttribute("aria-label", answerText(p, k));
+    mark.style.setProperty("--color", BOX_COLORS[k % BOX_COLORS.length]);
+    Object.assign(mark.style, { left: `${100 * x1 / width}%`, top: `${100 * y1 / height}%`,
+                                width: `${100 * (x2 - x1) / width}%`, height: `${100 * (y2 - y1) / height}%` });
+    mark.innerHTML = "<span></span>";
+    mark.querySelector("span").textContent = `${k} ${p.label}`;
+    mark.addEventListener("click", () => chooseAnswer(p));
+    return mark;
   }));
 }
 
@@ -283,8 +339,17 @@ async function runJob(kind, body, onStatus) {
   return events;
 }
 
+// A request the server refused (400, 422, 429): its reason, and no job to follow or cancel.
+function showRefusal(area, error) {
+  area.hidden = false;
+  delete area.dataset.job;
+  for (const part of area.querySelectorAll(".status, .caption, .row, .downloads")) part.hidden = true;
+  showError(area.querySelector(".error"), error);
+}
+
 function showJob(area, status) {
   area.hidden = false;
+  for (const part of area.querySelectorAll(".status, .caption, .row")) part.hidden = false;
   area.dataset.job = status.id;
   const bar = area.querySelector("progress");
   if (status.state === "running" && status.progress === 0) bar.removeAttribute("value"); // indeterminate
@@ -456,10 +521,14 @@ function bind() {
   $("layer-filter").addEventListener("input", () => {
     const text = $("layer-filter").value.toLowerCase();
     for (const item of $("layers").children) item.hidden = !item.dataset.layer.toLowerCase().includes(text);
+    firstReachable();
   });
-  $("layers").addEventListener("focusin", () => {
-    const list = [...$("layers").children].filter((item) => !item.hidden);
-    if (!list.some((item) => item.tabIndex === 0) && list.length) list[0].tabIndex = 0;
+  $("layer-filter").addEventListener("keydown", (event) => {  // ArrowDown: into the list; Enter: its first match
+    const first = [...$("layers").children].find((item) => !item.hidden);
+    if (!first || !["ArrowDown", "Enter"].includes(event.key)) return;
+    event.preventDefault();
+    focusOnly([...$("layers").children], first);
+    if (event.key === "Enter") guarded($("activation-error"), () => selectLayer(first.dataset.layer))();
   });
   roving($("tiles"), () => [...$("tiles").children], () => state.layout.columns,
          (tile) => selectChannel(Number(tile.dataset.channel)));
@@ -479,12 +548,15 @@ function bind() {
   for (const form of document.querySelectorAll(".panel form")) {
     const panel = form.closest(".panel");
     const area = resultArea(panel);
-    form.addEventListener("submit", guarded(area.querySelector(".error"), async (event) => {
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      area.hidden = false;
       if (area.events) area.events.close();
-      area.events = await runJob(form.dataset.tab, formBody(form), (status) => showJob(area, status));
-    }));
+      try {
+        area.events = await runJob(form.dataset.tab, formBody(form), (status) => showJob(area, status));
+      } catch (error) {
+        showRefusal(area, error);
+      }
+    });
   }
 }
 
