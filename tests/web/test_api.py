@@ -267,8 +267,8 @@ def test_a_segmenter_lists_its_regions_and_explains_one():
         assert shape["target"] == f"region:{shape['index']}"
         job = client.post("/api/jobs/attribution", json={"image": key, "method": "gradcam", "target": shape["target"]})
         status = wait_for(client, job.json())
-        assert status["state"] == "done" and status["caption"].startswith(f"gradcam of {shape['label']} over its "
-                                                                          "predicted pixels")
+        assert status["state"] == "done" and status["caption"].startswith("gradcam at ")
+        assert f" of {shape['label']} over its predicted pixels" in status["caption"]
         for typed, reason in [("region:1@/etc/passwd", "names a file"), ("similar:/etc/passwd", "names a file"),
                               ("region:9", "out of range"), ("box:0", "not a detector")]:
             refused = client.post("/api/jobs/attribution", json={"image": key, "target": typed})

@@ -108,7 +108,8 @@ def test_results_are_captioned_per_tab_downloadable_and_kept_in_history(page):
     assert "Grad-CAM" in page.inner_text("#method-help")
     page.click("form[data-tab='attribution'] button[type='submit']")
     page.wait_for_function(state_of("attribution") + " === 'done'")
-    assert page.inner_text("#panel-attribution .caption").startswith("gradcam of ")
+    caption = page.inner_text("#panel-attribution .caption")
+    assert caption.startswith("gradcam at _") and " of " in caption and "probability" in caption
     assert page.locator("#history li").count() >= 2
     page.click("#history li button >> nth=1")  # the attack, compared beside the Grad-CAM
     assert page.is_visible("#panel-attribution .compare")

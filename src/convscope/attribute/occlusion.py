@@ -62,7 +62,8 @@ from convscope.attribute.targets import class_indices, objective_for, task_of
 from convscope.core.hooks import frozen
 from convscope.core.incremental import IncrementalInference, Unreplayable
 from convscope.core.objectives import OUTPUT, Objective
-from convscope.core.render import Picture, overlay, picture, side_by_side
+from convscope.core.legend import Panel, Scale, row
+from convscope.core.render import Picture, overlay, picture
 from convscope.core.selfcheck import LOOSE, output_tolerance, relative_error
 from convscope.core.smoothing import gaussian_blur
 from convscope.errors import ConvscopeError
@@ -106,13 +107,21 @@ class OcclusionMap:
         return self.attribution
 
     def picture(self, index: int = 0) -> Picture:
-        """The image beside the probability drop caused by covering each place (bright = important)."""
+        """The image beside the drop of the target caused by covering each place (bright = important),
+        with its colour bar; the caption gives the unoccluded value and the lowest."""
         image = self.images[index]
         drop = self.attribution[index]
-        lowest = float(self.probabilities[index].min())
-        return picture(side_by_side([image, overlay(image, drop, alpha=0.6, vmin=0.0)]),
-                       f"occlusion {self.patch}px/{self.stride}: {self.watched} {float(self.baseline[index]):.3f} "
-                       f"unoccluded, down to {lowest:.3f}", baseline=float(self.baseline[index]), lowest=lowest,
+        baseline, lowest = float(self.baseline[index]), float(self.probabilities[index].min())
+        if float(drop.min()) < 0:  # covering raised the target somewhere: a diverging scale, white at zero
+            top = max(float(drop.abs().max()), 1e-12)
+            scale = Scale(-top, top, "RdBu_r", "drop when covered (blue: it rises)")
+        else:
+            scale = Scale(0.0, max(float(drop.max()), 1e-12), "inferno", "drop when covered")
+        panels = [Panel(image, "the image"),
+                  Panel(overlay(image, drop, alpha=0.6, cmap=scale.cmap, vmin=scale.low, vmax=scale.high),
+                        f"covered by {self.patch}px patches, every {self.stride}px", scale)]
+        return picture(row(panels), f"occlusion {self.patch}px/{self.stride}: {self.watched} {baseline:.3f} "
+                       f"unoccluded, down to {lowest:.3f}", baseline=baseline, lowest=lowest,
                        patch=self.patch, stride=self.stride)
 
     def _repr_png_(self) -> bytes:

@@ -9,18 +9,21 @@ import torch
 from torch import nn
 
 from convscope.attribute.averaged import integrated_gradients
-from convscope.attribute.cam import PERTURBATIONS, WEIGHTINGS, class_activation_map, fused_cam, guided_grad_cam
+from convscope.attribute.cam import (PERTURBATIONS, WEIGHTINGS, class_activation_map, default_layer, fused_cam,
+                                     guided_grad_cam)
 from convscope.attribute.core import attribute
 from convscope.attribute.lrp import lrp
 from convscope.attribute.noise import AGGREGATES, gradient_shap, noise_tunnel, smooth_grad
 from convscope.attribute.rise import rise
 from convscope.attribute.rollout import attention_rollout
 from convscope.attribute.surrogate import kernel_shap, lime
-from convscope.attribute.targets import objective_for
+from convscope.attribute.targets import class_indices, objective_for, task_of
 from convscope.core.objectives import Objective
-from convscope.core.render import Picture, colorize, overlay, picture, side_by_side
+from convscope.core.legend import Panel, Scale, row
+from convscope.core.render import Picture, colorize, overlay, picture
 from convscope.errors import unknown_choice
 from convscope.core.selfcheck import verdicts
+from convscope.inspect.predictions import probabilities
 from convscope.models.model import Model, as_model
 
 
@@ -89,6 +92,7 @@ class Saliency:
         notes: numbers that go with the map (LRP: ``conservation``, input relevance over the score).
         checks: the fast paths' verdicts on this network so far, one line each: which stand-ins
             ran in place of it and how close to float64 they came (:mod:`convscope.core.selfcheck`).
+        layer: the layer a CAM method read (None for the others).
     """
 
     method: str
@@ -97,6 +101,7 @@ class Saliency:
     objective: Objective
     notes: dict = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
+    layer: str | None = None
 
     @property
     def map(self) -> torch.Tensor:
@@ -105,26 +110,42 @@ class Saliency:
         return raw if raw.dim() == 3 else raw.abs().amax(dim=1)
 
     def picture(self, index: int = 0) -> Picture:
-        """The image beside its map (a heat map, or the gradient itself in color)."""
+        """The image (the target marked, where it has marks) beside its map, each labelled, the map
+        with its colour bar; the caption names the method, its layer, the target and its probability."""
         image = self.images[index].cpu()
-        shown = image if self.objective.marks is None else self.objective.marks(image, index)
-        caption = f"{self.method} of {self.objective.name}"
-        if self.method.split(" (")[0] in LRP_METHODS:  # signed: red for, blue against
-            relevance = self.raw[index].detach().float().cpu().sum(0)
-            scale = float(relevance.abs().flatten().quantile(0.995).clamp_min(1e-12))
-            view = colorize(relevance, cmap="bwr", vmin=-scale, vmax=scale)
-            if "conservation" in self.notes:
-                caption += f"; relevance kept {float(self.notes['conservation'][index]):.0%} of the score"
-        elif self.method.split(" (")[0] in COLOR_METHODS:
-            raw = self.raw[index].detach().float().cpu()
-            scale = raw.abs().flatten().quantile(0.995).clamp_min(1e-12)  # a few extreme pixels would hide the rest
-            view = (0.5 + 0.5 * raw / scale).clamp(0, 1).expand(3, -1, -1)
-        else:
-            heat = self.map[index]
-            view = overlay(image, heat, alpha=0.6, vmin=0.0, vmax=float(heat.flatten().quantile(0.99)))
+        marked = self.objective.marks is not None
+        shown = self.objective.marks(image, index) if marked else image
+        view, scale, what = self._view(index)
         numbers = {name: float(values[index]) for name, values in self.notes.items()}
-        return picture(side_by_side([shown, view]), caption, method=self.method, objective=self.objective.name,
-                       **numbers)
+        caption = f"{self.method}{f' at {self.layer}' if self.layer else ''} of {self.objective.name}"
+        if "probability" in numbers:
+            caption += f", probability {numbers['probability']:.1%}"
+        if "conservation" in numbers:
+            caption += f"; relevance kept {numbers['conservation']:.0%} of the score"
+        panels = [Panel(shown, "the image, the target marked" if marked else "the image"),
+                  Panel(view, what + (f" at {self.layer}" if self.layer else ""), scale)]
+        return picture(row(panels), caption, method=self.method, objective=self.objective.name,
+                       layer=self.layer, low=scale.low, high=scale.high, **numbers)
+
+    def _view(self, index: int) -> tuple[torch.Tensor, Scale, str]:
+        """The map as pixels, its colour scale and what it shows."""
+        base = self.method.split(" (")[0]
+        if base in LRP_METHODS:  # signed: red for, blue against
+            relevance = self.raw[index].detach().float().cpu().sum(0)
+            top = float(relevance.abs().flatten().quantile(0.995).clamp_min(1e-12))
+            return (colorize(relevance, cmap="bwr", vmin=-top, vmax=top),
+                    Scale(-top, top, "bwr", "relevance: red for the target, blue against", clipped=True), self.method)
+        if base in COLOR_METHODS:  # the signed gradient of each colour channel, gray where it is zero
+            raw = self.raw[index].detach().float().cpu()
+            top = float(raw.abs().flatten().quantile(0.995).clamp_min(1e-12))  # a few extreme pixels hide the rest
+            return ((0.5 + 0.5 * raw / top).clamp(0, 1).expand(3, -1, -1),
+                    Scale(-top, top, "gray", "gradient of each colour channel", clipped=True), self.method)
+        heat = self.map[index]
+        top = float(heat.flatten().quantile(0.99))
+        view = overlay(self.images[index].cpu(), heat, alpha=0.6, vmin=0.0, vmax=top)
+        return view, Scale(0.0, top, "inferno", "importance" if base in CAM_METHODS else "|gradient|, largest over the channels"
+                     if base == "gradient" else "attribution, largest magnitude over the channels",
+                     clipped=bool(heat.max() > top)), self.method
 
     def _repr_png_(self) -> bytes:
         return self.picture()._repr_png_()
@@ -161,10 +182,12 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
     unit_layer = None if method in CAM_METHODS else layer
     objective = objective_for(model, x, target, layer=unit_layer, channel_index=channel, position=position,
                               perturbation=method in PERTURBATION_METHODS)
-    cam_layer, notes = layer if method in CAM_METHODS else None, {}
+    cam_layer = (layer or default_layer(model, x, objective)) if method in CAM_METHODS else None
+    notes = _class_probability(model, x, target)
     if noise is None and method in LRP_METHODS:
         result = lrp(model, x, objective, composite=LRP_METHODS[method])
-        raw, notes = result.relevance, {"conservation": result.conservation.cpu()}
+        raw = result.relevance
+        notes["conservation"] = result.conservation.cpu()
     elif noise is None:
         raw = METHODS[method](model, x, objective, cam_layer, callback=callback)
     else:
@@ -172,4 +195,14 @@ def saliency(model: Model | nn.Module, x: torch.Tensor, target: int | str | torc
                            samples=samples, callback=callback)
     return Saliency(method if noise is None else f"{method} ({noise})", raw,
                     model.to_channels(x).expand(-1, 3, -1, -1).cpu(), objective, notes,
-                    [str(verdict) for verdict in verdicts(model)])
+                    [str(verdict) for verdict in verdicts(model)], cam_layer)
+
+
+def _class_probability(model: Model, x: torch.Tensor, target) -> dict[str, torch.Tensor]:
+    """``{"probability": (B,)}`` of the explained class, when a classifier explains a class (the
+    caption says how sure the model is of what is explained); else nothing."""
+    if isinstance(target, Objective) or (isinstance(target, str) and ":" in target) or \
+            task_of(model, x) not in ("classification", "multi-label"):
+        return {}
+    indices = class_indices(model, x, target).to(model.device)
+    return {"probability": probabilities(model, x).gather(1, indices.cpu().view(-1, 1))[:, 0]}

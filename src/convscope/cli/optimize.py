@@ -15,7 +15,7 @@ from convscope.models import DEFAULT_MODEL
 from convscope.optimize.dream import dream as dream_image
 from convscope.optimize.invert import invert as invert_image
 from convscope.optimize.render import Rendering
-from convscope.optimize.visualize import RECIPES, visualize_channel, visualize_class
+from convscope.optimize.visualize import RECIPES, visualize_channel, visualize_class, visualize_target
 
 #: ``--param`` picks the recipe that optimizes that parametrization.
 PARAM_RECIPES = {"fourier": "fourier", "pixel": "yosinski"}
@@ -26,7 +26,9 @@ SeedOption = Annotated[int, typer.Option(help="Random seed (same seed, same imag
 
 @app.command()
 def visualize(output: OutputOption,
-              target: Annotated[str | None, typer.Option(help="Class name or index to visualize.")] = None,
+              target: Annotated[str | None, typer.Option(
+                  help="Class name or index to visualize, or an output target: sigmoid:CLASS, up, down, "
+                       "region:CLASS@MASK.png (a segmenter's class over the mask).")] = None,
               layer: Annotated[str | None, typer.Option(help="Layer of --channel.")] = None,
               channel: Annotated[int | None, typer.Option(help="Channel of --layer to visualize.")] = None,
               neuron: Annotated[str | None, typer.Option(help="Y,X: one unit of --channel.")] = None,
@@ -51,7 +53,9 @@ def visualize(output: OutputOption,
     options = dict(recipe=recipe or PARAM_RECIPES[param], steps=steps, seed=seed, octaves=octaves, progress=True)
     if size is not None:
         options["size"] = size
-    if target is not None:
+    if target is not None and (":" in target or target in ("up", "down")):
+        result = visualize_target(net, target, **options)
+    elif target is not None:
         result = visualize_class(net, [target], **options)
     else:
         if layer is None:

@@ -30,7 +30,8 @@ from convscope.attribute.core import attribute
 from convscope.attribute.targets import class_indices
 from convscope.core.hooks import frozen
 from convscope.core.objectives import OUTPUT, Objective, class_logit
-from convscope.core.render import Picture, grid, picture
+from convscope.core.legend import Panel, Scale, row
+from convscope.core.render import Picture, picture
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.inspect.predictions import classify, probabilities
 from convscope.models.model import Model, as_model
@@ -97,17 +98,24 @@ class Attack:
                 for i in range(len(self.original))]
 
     def picture(self, model: Model | nn.Module, index: int = 0) -> Picture:
-        """Original | adversarial | change magnified (gray is zero), with the top class of each."""
+        """Original | adversarial | the change magnified (gray is no change), each labelled with what
+        it is and the model's top class for it."""
         info = self.summary(model, top=1)[index]
         change = self.perturbation[index]
-        magnified = (0.5 + 0.5 * change / change.abs().max().clamp_min(1e-12)).clamp(0, 1)
-        tiles = torch.stack([self.original[index], self.adversarial[index], magnified])
+        top = float(change.abs().max())
+        magnified = (0.5 + 0.5 * change / max(top, 1e-12)).clamp(0, 1)
         first, then = info["original"][0], info["adversarial"][0]
+        times = f"x{0.5 / top:.0f}" if top else ""
+        panels = [Panel(self.original[index], f"original*: {first['label']} {100 * first['probability']:.1f}%"),
+                  Panel(self.adversarial[index], f"adversarial: {then['label']} {100 * then['probability']:.1f}%"),
+                  Panel(magnified, f"the change, magnified {times}" if top else "no change",
+                        Scale(-top * LEVELS, top * LEVELS, "gray", "of 255", clipped=False) if top else None)]
         caption = (f"{'fooled' if info['success'] else 'not fooled'}: {first['label']} "
                    f"{100 * first['probability']:.1f}% -> {then['label']} {100 * then['probability']:.1f}% | "
-                   + (f"change x{0.5 / info['linf']:.0f}: " if info["linf"] else "no change: ")
-                   + f"L-inf {info['linf_255']}/255, L2 {info['l2']:.2f}, {self.method}, {self.steps} steps")
-        return picture(grid(tiles, columns=3, padding=4), caption, original=first["label"], adversarial=then["label"],
+                   + (f"change magnified {times}: " if top else "no change: ")
+                   + f"L-inf {info['linf_255']}/255, L2 {info['l2']:.2f}, {self.method}, {self.steps} steps "
+                   "(*the original rounded to whole 1/255 steps, as images are stored)")
+        return picture(row(panels), caption, original=first["label"], adversarial=then["label"],
                        **{k: info[k] for k in ("linf", "l2", "success")})
 
 

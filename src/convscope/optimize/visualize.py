@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from convscope.attribute.targets import class_indices
+from convscope.attribute.targets import class_indices, objective_for
 from convscope.core.layers import resolve
 from convscope.core.objectives import Objective, channel, class_logit, diversity, l2, neuron, signed
 from convscope.core.render import Picture, grid, picture
@@ -102,6 +102,28 @@ def visualize_class(model: Model | nn.Module, classes: Sequence[int | str] | int
     indices = torch.cat([class_indices(model, torch.zeros(1), name) for name in names])
     result = visualize(model, class_logit(indices), batch=len(indices), **options)
     result.name = "class " + ", ".join(model.label(int(i)) for i in indices)
+    return result
+
+
+def visualize_target(model: Model | nn.Module, target: str, **options) -> Rendering:
+    """The image that maximizes a ``--target`` of the model's output (``sigmoid:CLASS``, ``up``,
+    ``down``, ``region:CLASS[~OTHER]@MASK.png``: a segmenter's class over the mask's pixels). A box
+    is drawn by optimizing ``visualize(model, box_similarity(torch.tensor([x1, y1, x2, y2]), k))``.
+
+    ``options`` are those of :func:`visualize`.
+    """
+    model = as_model(model)
+    kind = target.partition(":")[0]
+    if kind == "region" and "@" not in target:
+        raise ConvscopeError("an optimized image has no predicted pixels to take a region from: give the region's "
+                             "mask, region:CLASS@MASK.png")
+    if kind in ("box", "similar", "different"):
+        raise ConvscopeError(f"{kind}:... names a box or a reference of an image; to draw a box, call visualize(model, "
+                             "box_similarity(torch.tensor([x1, y1, x2, y2]), CLASS)) from Python")
+    blank = torch.full((1, model.channels, *model.input_size), 0.5, device=model.device)
+    objective = objective_for(model, blank, target)
+    result = visualize(model, objective, **options)
+    result.name = objective.name.replace(" (outlined)", "")
     return result
 
 
