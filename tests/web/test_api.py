@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -238,9 +239,8 @@ def test_several_models_each_at_their_own_path(lite0, digits):
         assert client.get(f"/api/images/{key}/predictions").status_code == 404  # each model keeps its own images
 
 
-def _scene_upload(client, seed: int) -> tuple[str, "torch.Tensor"]:
+def _scene_upload(client, seed: int) -> tuple[str, torch.Tensor]:
     """Uploads a shapes scene as a PNG: its id, and the image as the model sees it ``(1, 3, 224, 224)``."""
-    import torch
     from convscope.data.scenes import scene
 
     pixels = (scene(seed).image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -250,7 +250,6 @@ def _scene_upload(client, seed: int) -> tuple[str, "torch.Tensor"]:
 
 def test_a_segmenter_lists_its_regions_and_explains_one():
     import convscope as cs
-    import torch
 
     segmenter = cs.load_model("shapes_segmenter", device="cpu")
     with client_for(segmenter) as client:

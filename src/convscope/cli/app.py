@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, shorten
 from convscope.models import DEFAULT_MODEL, Model, load_model
 from convscope.models.outputs import TASKS, check_task
 
@@ -43,6 +43,17 @@ def check_output(path: Path, suffix: str = ".png") -> Path:
     if not path.parent.is_dir():
         raise ConvscopeError(f"{path.parent}: no such folder for the output")
     return path
+
+
+def parse_box(text: str, option: str) -> tuple[float, float, float, float]:
+    """``"X1,Y1,X2,Y2"`` -> four pixel coordinates, the first corner above and left of the second."""
+    try:
+        x1, y1, x2, y2 = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ConvscopeError(f"{option} {shorten(text)!r}: a box is four numbers X1,Y1,X2,Y2") from None
+    if not (x1 < x2 and y1 < y2):
+        raise ConvscopeError(f"{option} {shorten(text)!r}: a box needs X1 < X2 and Y1 < Y2")
+    return x1, y1, x2, y2
 
 
 def parse_position(text: str | None) -> tuple[int, int] | None:

@@ -10,11 +10,11 @@ import typer
 
 from convscope.attribute.saliency import METHODS
 from convscope.attribute.targets import GRAMMAR
-from convscope.cli.app import DeviceOption, ModelOption, ReadsOption, TaskOption, app, open_model
+from convscope.cli.app import DeviceOption, ModelOption, ReadsOption, TaskOption, app, open_model, parse_box
 from convscope.core.images import load_image
 from convscope.data.datasets import SPECS
 from convscope.data.distributed import process_group
-from convscope.errors import ConvscopeError, shorten, unknown_choice
+from convscope.errors import ConvscopeError, unknown_choice
 from convscope.evaluate.dataset import evaluate_dataset
 from convscope.evaluate.metrics import METRICS
 from convscope.evaluate.pointing import box_masks
@@ -65,12 +65,8 @@ def evaluate(source: Annotated[str, typer.Argument(help=f"An image file, or a da
 def ground_truth(text: str, size: tuple[int, int]) -> torch.Tensor:
     """``(1, H, W)`` bool: the mask image ``text`` names (resized to ``size``), or the box
     ``X1,Y1,X2,Y2`` it gives in pixels."""
-    parts = text.split(",")
-    if len(parts) == 4 and not Path(text).is_file():
-        try:
-            return box_masks(torch.tensor([[float(p) for p in parts]]), size)
-        except ValueError:
-            raise ConvscopeError(f"--truth {shorten(text)!r}: a box is four numbers X1,Y1,X2,Y2") from None
+    if len(text.split(",")) == 4 and not Path(text).is_file():
+        return box_masks(torch.tensor([parse_box(text, "--truth")]), size)
     return load_image(text, size=size).mean(1) > 0.5
 
 

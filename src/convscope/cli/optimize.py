@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model, parse_position
+from convscope.cli.app import DeviceOption, ModelOption, OutputOption, app, check_output, open_model, parse_box, parse_position
 from convscope.core.images import load_image
 from convscope.core.render import labelled, picture
 from convscope.errors import ConvscopeError, unknown_choice
@@ -15,7 +15,7 @@ from convscope.models import DEFAULT_MODEL
 from convscope.optimize.dream import dream as dream_image
 from convscope.optimize.invert import invert as invert_image
 from convscope.optimize.render import Rendering
-from convscope.optimize.visualize import RECIPES, visualize_channel, visualize_class, visualize_target
+from convscope.optimize.visualize import RECIPES, visualize_box, visualize_channel, visualize_class, visualize_target
 
 #: ``--param`` picks the recipe that optimizes that parametrization.
 PARAM_RECIPES = {"fourier": "fourier", "pixel": "yosinski"}
@@ -29,6 +29,8 @@ def visualize(output: OutputOption,
               target: Annotated[str | None, typer.Option(
                   help="Class name or index to visualize, or an output target: sigmoid:CLASS, up, down, "
                        "region:CLASS@MASK.png (a segmenter's class over the mask).")] = None,
+              box: Annotated[str | None, typer.Option(
+                  help="X1,Y1,X2,Y2: a detector's box (input pixels) where an object of --target is drawn.")] = None,
               layer: Annotated[str | None, typer.Option(help="Layer of --channel.")] = None,
               channel: Annotated[int | None, typer.Option(help="Channel of --layer to visualize.")] = None,
               neuron: Annotated[str | None, typer.Option(help="Y,X: one unit of --channel.")] = None,
@@ -53,7 +55,11 @@ def visualize(output: OutputOption,
     options = dict(recipe=recipe or PARAM_RECIPES[param], steps=steps, seed=seed, octaves=octaves, progress=True)
     if size is not None:
         options["size"] = size
-    if target is not None and (":" in target or target in ("up", "down")):
+    if box is not None:
+        if target is None:
+            raise ConvscopeError("--box needs the class to draw there: --target CLASS")
+        result = visualize_box(net, parse_box(box, "--box"), target, **options)
+    elif target is not None and (":" in target or target in ("up", "down")):
         result = visualize_target(net, target, **options)
     elif target is not None:
         result = visualize_class(net, [target], **options)

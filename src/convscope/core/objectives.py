@@ -91,6 +91,12 @@ class Objective:
     def __rsub__(self, other: float) -> Objective:
         return (-self) + other
 
+    def log(self) -> Objective:
+        """The log of a positive score (a probability, a box's similarity): where the score sits near
+        0, as a box's objectness does on noise, its own gradient vanishes and the log's does not."""
+        return Objective(lambda acts: self(acts).clamp_min(1e-30).log(), self.layers, f"log {self.name}",
+                         None if self._select is None else lambda i: self.example(i).log())
+
 
 def class_logit(index: int | torch.Tensor) -> Objective:
     """The logit of a class; ``index`` may be a ``(B,)`` tensor, one class per example."""

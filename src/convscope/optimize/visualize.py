@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from convscope.attribute.targets import class_indices, objective_for
+from convscope.attribute.targets import class_index, class_indices, objective_for
 from convscope.core.layers import resolve
 from convscope.core.objectives import Objective, channel, class_logit, diversity, l2, neuron, signed
 from convscope.core.render import Picture, grid, picture
+from convscope.core.task_objectives import box_similarity
 from convscope.errors import ConvscopeError, unknown_choice
 from convscope.models.model import Model, as_model
 from convscope.optimize.octaves import render_octaves
@@ -108,7 +109,7 @@ def visualize_class(model: Model | nn.Module, classes: Sequence[int | str] | int
 def visualize_target(model: Model | nn.Module, target: str, **options) -> Rendering:
     """The image that maximizes a ``--target`` of the model's output (``sigmoid:CLASS``, ``up``,
     ``down``, ``region:CLASS[~OTHER]@MASK.png``: a segmenter's class over the mask's pixels). A box
-    is drawn by optimizing ``visualize(model, box_similarity(torch.tensor([x1, y1, x2, y2]), k))``.
+    is drawn by :func:`visualize_box`.
 
     ``options`` are those of :func:`visualize`.
     """
@@ -118,12 +119,31 @@ def visualize_target(model: Model | nn.Module, target: str, **options) -> Render
         raise ConvscopeError("an optimized image has no predicted pixels to take a region from: give the region's "
                              "mask, region:CLASS@MASK.png")
     if kind in ("box", "similar", "different"):
-        raise ConvscopeError(f"{kind}:... names a box or a reference of an image; to draw a box, call visualize(model, "
-                             "box_similarity(torch.tensor([x1, y1, x2, y2]), CLASS)) from Python")
+        raise ConvscopeError(f"{kind}:... names a box or a reference of an image; to draw an object where a detector "
+                             "will find it: --target CLASS --box X1,Y1,X2,Y2")
     blank = torch.full((1, model.channels, *model.input_size), 0.5, device=model.device)
     objective = objective_for(model, blank, target)
     result = visualize(model, objective, **options)
     result.name = objective.name.replace(" (outlined)", "")
+    return result
+
+
+def visualize_box(model: Model | nn.Module, box: Sequence[float], label: int | str, *, steps: int = 64,
+                  transforms: str = "jitter", **options) -> Rendering:
+    """An image in which a detector finds an object of class ``label`` at ``box`` ``(x1, y1, x2, y2)``
+    (pixels of the model's input): the log of D-RISE's similarity to the box is maximized (the
+    probabilities saturate on noise). Small shifts (``jitter``) keep the box in place; the larger
+    ones of the default transforms blur where it is.
+
+    ``options`` are those of :func:`visualize`.
+    """
+    model = as_model(model)
+    if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+        raise ConvscopeError(f"a box is x1,y1,x2,y2 with x1 < x2 and y1 < y2, not {','.join(map(str, box))}")
+    index = class_index(model, label)
+    objective = box_similarity(torch.tensor([float(v) for v in box]), index).log()
+    result = visualize(model, objective, steps=steps, transforms=transforms, **options)
+    result.name = f"{model.label(index)} at {', '.join(f'{v:g}' for v in box)}"
     return result
 
 
