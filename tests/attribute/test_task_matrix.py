@@ -3,6 +3,10 @@ Ultralytics, random-initialized and offline, through a method of each family. Ea
 checked (the plain gradient against float64 autograd of the target written out by hand; every map
 finite and not constant), or is refused in one line; the model is unchanged afterwards.
 
+Faster R-CNN is not a row: its RoI Align runs in pure Python without torchvision's compiled
+operators, and the row took 8 minutes here; its box's Grad-CAM is checked against pytorch-grad-cam
+in ``test_detection.py``.
+
 ``scripts/task_matrix.py`` prints the same calls as a Markdown table."""
 
 from __future__ import annotations
@@ -64,6 +68,24 @@ def _ssdlite() -> nn.Module:
     return net
 
 
+def _fcos() -> nn.Module:
+    """FCOS on a ResNet-18 feature pyramid (the adapter knows the class, whatever its backbone), with
+    its classification prior at 0.5 so that random weights find boxes."""
+    detection = torchvision_detection()
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    def build():
+        backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                       returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+        return detection.FCOS(backbone, num_classes=3, min_size=64, max_size=64, topk_candidates=50,
+                              detections_per_img=20)
+    net = _seeded(build)
+    with torch.no_grad():
+        net.head.classification_head.cls_logits.bias.zero_()
+    return net
+
+
 def _yolo() -> nn.Module:
     os.environ.setdefault("YOLO_CONFIG_DIR", "/tmp/convscope-tests-ultralytics")
     torchvision_detection()
@@ -103,6 +125,7 @@ MODELS: dict[str, tuple[str, Callable[[], cs.Model], str | None]] = {
         _segmenter("deeplabv3_mobilenet_v3_large"), 64), None),
     "tv FCN ResNet-50": ("segmentation", lambda: calibrated(_segmenter("fcn_resnet50"), 64), None),
     "tv SSDlite": ("detection", lambda: calibrated(_ssdlite(), 96), None),
+    "tv FCOS ResNet-18": ("detection", lambda: calibrated(_fcos(), 64), None),
     "Ultralytics YOLOv8n": ("detection", lambda: calibrated(_yolo(), 96), None),
     "hf DETR": ("detection", lambda: calibrated(_detr(), 96), None),
 }
