@@ -64,13 +64,16 @@ def test_upload_predict_layer_channel_dream_cancel_and_screenshot(page, lite0, t
     assert page.inner_text("#tiles .tile >> nth=0") == str(strongest)  # tiles carry their channel numbers
     assert "Channels 1–40 of 40" in page.inner_text("#grid-caption")
 
-    page.click("#tabs [data-tab='dream']")
+    page.click("#tabs [data-tab='dream']")  # the form follows the selection, in full
+    assert page.input_value("form[data-tab='dream'] input[name='layer']") == "_blocks.4"
+    assert page.input_value("form[data-tab='dream'] input[name='channel']") == str(strongest)
     page.fill("form[data-tab='dream'] input[name='steps']", "4")
     page.fill("form[data-tab='dream'] input[name='size']", "128")
     page.click("form[data-tab='dream'] button[type='submit']")
     page.wait_for_function("Number(document.querySelector('#panel-dream .frames').dataset.frames) >= 2")
     page.wait_for_function(state_of("dream") + " === 'done'")
-    assert page.inner_text("#panel-dream .caption").startswith("dream")
+    assert page.inner_text("#panel-dream .caption").startswith(f"DeepDream of _blocks.4 (channel {strongest},")
+    assert page.get_attribute("#panel-dream .png", "download").startswith(f"dream-_blocks.4-{strongest}-")
 
     page.fill("form[data-tab='dream'] input[name='steps']", "50")
     page.fill("form[data-tab='dream'] input[name='octaves']", "6")
@@ -171,6 +174,14 @@ def test_a_refused_job_leaves_no_progress_bar_and_nothing_to_cancel(page):
     assert page.evaluate("document.querySelector('#panel-dream .result').dataset.job") is None
     assert not deletes
     page.fill("form[data-tab='dream'] input[name='layer']", "")
+
+    posts = []  # an out-of-range field is named on the page, before anything is sent
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    page.fill("form[data-tab='dream'] input[name='steps']", "500")
+    page.click("form[data-tab='dream'] button[type='submit']")
+    page.wait_for_function("document.querySelector('#panel-dream .error').textContent.startsWith('Steps:')")
+    assert "50" in page.inner_text("#panel-dream .error") and not posts
+    page.fill("form[data-tab='dream'] input[name='steps']", "4")
 
 
 def test_the_first_layer_is_reached_by_keyboard_alone(page):

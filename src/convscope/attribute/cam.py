@@ -6,7 +6,7 @@ copies. Guided Grad-CAM multiplies Grad-CAM with guided backpropagation."""
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,11 +45,13 @@ def grad_cam(model: Model | nn.Module, x: torch.Tensor, objective: Objective, la
 
 
 def class_activation_map(model: Model | nn.Module, x: torch.Tensor, objective: Objective, layer: str | None = None,
-                         *, method: str = "gradcam") -> torch.Tensor:
+                         *, method: str = "gradcam", callback: Callable[[float], None] | None = None) -> torch.Tensor:
     """A class activation map: ``layer``'s maps combined by one of :data:`WEIGHTINGS` (from the
     activations and the objective's gradient w.r.t. them, one backward pass from the objective to
     the layer) or :data:`PERTURBATIONS` (from batched forwards of changed copies), rectified and
     upsampled to the input.
+
+    ``callback`` receives the fraction of the copies scored, for the perturbation methods.
 
     Returns:
         ``(B, H, W)`` non-negative map at input resolution.
@@ -67,7 +69,7 @@ def class_activation_map(model: Model | nn.Module, x: torch.Tensor, objective: O
     if method in WEIGHTINGS:
         cam = WEIGHTINGS[method](maps, grads)
     else:
-        weights = PERTURBATIONS[method](model, x.to(model.device), objective, layer, reading, maps)
+        weights = PERTURBATIONS[method](model, x.to(model.device), objective, layer, reading, maps, callback)
         cam = (weights[:, :, None, None] * maps).sum(1)
     return F.interpolate(torch.relu(cam)[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
@@ -133,8 +135,8 @@ WEIGHTINGS = {
 }
 
 
-def _score_weights(model: Model, x: torch.Tensor, objective: Objective, layer: str, reading, maps: torch.Tensor
-                   ) -> torch.Tensor:
+def _score_weights(model: Model, x: torch.Tensor, objective: Objective, layer: str, reading, maps: torch.Tensor,
+                   callback: Callable[[float], None] | None = None) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020): each channel's map, upsampled and scaled to [0, 1], masks the
     image; the softmax over channels of the objective on the masked copies is the channel's weight.
 
@@ -147,15 +149,15 @@ def _score_weights(model: Model, x: torch.Tensor, objective: Objective, layer: s
     constant = ((high - low) <= 0).view(len(x), -1).all(0)  # (C,): blank masks in every image
     scored = torch.cat([(~constant).nonzero()[:, 0], constant.nonzero()[:1, 0]])  # one blank stands for all
     scores = _chunked_scores(model, objective, len(scored),
-                             lambda chunk: (x[:, None] * masks[:, scored[chunk], None]).flatten(0, 1))
+                             lambda chunk: (x[:, None] * masks[:, scored[chunk], None]).flatten(0, 1), callback)
     every = scores.new_empty(len(x), maps.shape[1])
     every[:, scored] = scores
     every[:, constant] = scores[:, -1:]
     return every.softmax(-1)
 
 
-def _ablation_weights(model: Model, x: torch.Tensor, objective: Objective, layer: str, reading, maps: torch.Tensor
-                      ) -> torch.Tensor:
+def _ablation_weights(model: Model, x: torch.Tensor, objective: Objective, layer: str, reading, maps: torch.Tensor,
+                      callback: Callable[[float], None] | None = None) -> torch.Tensor:
     """Ablation-CAM (Desai & Ramaswamy 2020): each channel's weight is the relative drop of the objective
     when that channel of the layer is set to zero.
 
@@ -179,6 +181,8 @@ def _ablation_weights(model: Model, x: torch.Tensor, objective: Objective, layer
             drops.append(_grown_drops(model, image, own, layer, reading, channels) if fast else
                          _ablated_scores(model, image.repeat_interleave(len(channels), 0), own, layer, reading,
                                          channels))
+            if callback:
+                callback((i + (int(channels[-1]) + 1) / maps.shape[1]) / len(x))
         rows.append(torch.cat(drops))
     return (base[:, None] - torch.stack(rows)) / base[:, None]
 
@@ -208,13 +212,19 @@ def _grown_drops(model: Model, image: torch.Tensor, objective: Objective, layer:
         return None
 
 
-def _chunked_scores(model: Model, objective: Objective, channels: int, copies) -> torch.Tensor:
+def _chunked_scores(model: Model, objective: Objective, channels: int, copies,
+                    callback: Callable[[float], None] | None = None) -> torch.Tensor:
     """``(B, channels)`` objective values of ``copies(chunk)`` (image-major ``(B * len(chunk), ...)``),
-    scored on the fast path that proved itself for such copies."""
+    scored on the fast path that proved itself for such copies; ``callback`` gets the fraction done."""
     pixels = copies(torch.arange(1))[0, 0].numel()
     chunks = torch.arange(channels).split(max(1, CHUNK * 224 * 224 // pixels))  # as many pixels as 4 at 224
+    scores = []
     with copy_scorer(model, objective, copies(chunks[0])) as scored:
-        return torch.cat([scored(copies(chunk)).view(-1, len(chunk)) for chunk in chunks], 1)
+        for chunk in chunks:
+            scores.append(scored(copies(chunk)).view(-1, len(chunk)))
+            if callback:
+                callback(int(chunk[-1] + 1) / channels)
+    return torch.cat(scores, 1)
 
 
 #: Copies per forward pass in the perturbation CAMs: 4 is fastest on a 2-core CPU for the default model

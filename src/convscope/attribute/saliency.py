@@ -47,7 +47,7 @@ def _cam(method: str) -> Callable:
     def run(model, x, objective, layer, callback=None):
         if layer is not None and "," in layer:
             return fused_cam(model, x, objective, [name.strip() for name in layer.split(",")], method=method)
-        return class_activation_map(model, x, objective, layer, method=method)
+        return class_activation_map(model, x, objective, layer, method=method, callback=callback)
     return run
 
 

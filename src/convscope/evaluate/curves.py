@@ -7,6 +7,7 @@ better) and rise fast (insertion: higher area is better)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +43,8 @@ class Curve:
 
 
 def deletion(model: Model, x: torch.Tensor, maps: torch.Tensor, target: Target, *, steps: int = 100,
-             fill: str | float = "black", kind: str = "probability") -> Curve:
+             fill: str | float = "black", kind: str = "probability",
+             callback: Callable[[float], None] | None = None) -> Curve:
     """Removes the most important pixels first, ``ceil(H*W / steps)`` per step, replacing them with
     ``fill``; the curve starts at the intact image and ends at the fill.
 
@@ -53,18 +55,20 @@ def deletion(model: Model, x: torch.Tensor, maps: torch.Tensor, target: Target, 
             target, e.g. :func:`~convscope.attribute.targets.objective_for`'s).
         kind: for classes, ``probability`` (softmax), ``logit`` or ``correct`` (1 while the class
             stays on top).
+        callback: receives the fraction of the curve's points scored (for one image).
 
     Returns:
         :class:`Curve` with ``S = ceil(H*W / per_step) + 1`` points.
     """
-    return _curve(model, x, _fill(x, fill), maps, target, steps, kind)
+    return _curve(model, x, _fill(x, fill), maps, target, steps, kind, callback)
 
 
 def insertion(model: Model, x: torch.Tensor, maps: torch.Tensor, target: Target, *, steps: int = 100,
-              fill: str | float = "blur", kind: str = "probability") -> Curve:
+              fill: str | float = "blur", kind: str = "probability",
+              callback: Callable[[float], None] | None = None) -> Curve:
     """Puts the most important pixels first into ``fill`` (by default a strongly blurred copy, as in
     the paper); the curve starts at the fill and ends at the intact image. Arguments as :func:`deletion`."""
-    return _curve(model, _fill(x, fill), x, maps, target, steps, kind)
+    return _curve(model, _fill(x, fill), x, maps, target, steps, kind, callback)
 
 
 def order_ranks(maps: torch.Tensor) -> torch.Tensor:
@@ -77,7 +81,7 @@ def order_ranks(maps: torch.Tensor) -> torch.Tensor:
 
 
 def _curve(model: Model, start: torch.Tensor, end: torch.Tensor, maps: torch.Tensor, target: Target,
-           steps: int, kind: str) -> Curve:
+           steps: int, kind: str, callback: Callable[[float], None] | None = None) -> Curve:
     """Scores of the images that take the ``k * per_step`` most important pixels from ``end`` and the
     rest from ``start``; more images than a forward pass takes go a few at a time (an objective's
     one at a time), so that each pass holds several steps of few images (small batches are fastest
@@ -104,6 +108,8 @@ def _curve(model: Model, start: torch.Tensor, end: torch.Tensor, maps: torch.Ten
             copies = taken.shape[1]
             yield images.flatten(0, 1), (target if isinstance(target, Objective) else
                                          target.cpu().repeat_interleave(copies))
+            if callback:  # the chunk has been scored
+                callback(min(1.0, (first + per_chunk) / len(counts)))
     scores = target_scores(model, batches(), kind=kind)
     return Curve(counts.float() / pixels, _steps_last(scores, len(start), per_chunk, len(counts)))
 

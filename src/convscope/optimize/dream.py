@@ -79,7 +79,10 @@ def dream(model: Model | nn.Module, image: torch.Tensor, layer: str, *, channel:
             interrupted = True
     images = resize(dreamed, tuple(original.shape[-2:])).detach().cpu()
     scores = torch.stack(scores) if scores else torch.zeros(0, len(images))
-    return Rendering(images, scores, interrupted, f"dream {objective.name}")
+    what = "all channels" if channel is None else (f"channel {int(channel)}" if torch.as_tensor(channel).numel() == 1
+                                                   else "one channel per image")
+    return Rendering(images, scores, interrupted, f"DeepDream of {layer} ({what}, mean squared activation "
+                     f"raised), {octaves} octave{'s' * (octaves > 1)} x {steps} steps")
 
 
 class _Ascent:

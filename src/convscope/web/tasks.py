@@ -179,8 +179,9 @@ def run_attribution(request: AttributionRequest, image: torch.Tensor) -> Callabl
             return result.picture()
         job.report(0.5)
         target = target.cpu() if isinstance(target, torch.Tensor) else target
-        curves = {"deletion": deletion(model, x, result.map, target),
-                  "insertion": insertion(model, x, result.map, target)}
+        curves = {"deletion": deletion(model, x, result.map, target, callback=lambda done: job.report(0.5 + done / 4)),
+                  "insertion": insertion(model, x, result.map, target,
+                                         callback=lambda done: job.report(0.75 + done / 4))}
         return with_curves(result.picture(), curves)
     return _at_input_size(image, compute)
 

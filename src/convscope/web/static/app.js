@@ -237,7 +237,7 @@ async function selectLayer(name, start = 0) {
     item.setAttribute("aria-selected", item.dataset.layer === name);
   }
   $("layer-name").textContent = name;
-  for (const input of document.querySelectorAll(".layer-input")) input.placeholder = name;
+  followSelection(name, state.channel);
   const query = `layer=${encodeURIComponent(name)}&start=${start}`;
   const layout = await api(`api/images/${state.image}/activations?${query}`);
   await loaded($("activations"), `api/images/${state.image}/activations.png?${query}&t=${Date.now()}`);
@@ -309,8 +309,31 @@ async function selectChannel(channel, fresh = true) {
   if (inMicroscope) {
     $("unit-page").href = `microscope/layers/${encodeURIComponent(state.layer)}/${String(channel).padStart(4, "0")}.html`;
   }
+  followSelection(state.layer, channel);
+}
+
+// The tools' layer fields take the selected layer, and DeepDream's channel the selected channel.
+function followSelection(layer, channel) {
+  for (const input of document.querySelectorAll(".layer-input")) input.value = layer;
   const dreamChannel = document.querySelector("form[data-tab='dream'] input[name='channel']");
-  dreamChannel.placeholder = `all (selected: ${channel})`;
+  const layout = state.layout;
+  dreamChannel.value = channel !== null && layout && layout.layer === layer && channel < layout.total_channels ?
+    channel : "";
+}
+
+// The first invalid field of a form, said in words next to the form (not in the browser's tooltip).
+function invalidField(form) {
+  const field = [...form.elements].find((element) => element.willValidate && !element.checkValidity());
+  if (!field) return null;
+  const label = field.closest("label")?.textContent.trim().split("\n")[0] || field.name;
+  return new Error(`${label}: ${field.validationMessage}`);
+}
+
+// A download's name: the tool, then what it was asked (method, target, layer, channel, style).
+function fileName(kind, body, id) {
+  const parts = [kind, body.method, body.target, body.style, body.layer, body.channel ?? null]
+    .filter((part) => part !== undefined && part !== null && part !== "");
+  return parts.join("-").replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 80) + `-${id.slice(0, 6)}`;
 }
 
 // ---- jobs: one result area per tab, and a history of finished results ----
@@ -357,7 +380,8 @@ function showJob(area, status) {
   const state = area.querySelector(".state");
   state.textContent = status.state === "running" ? `running ${Math.round(100 * status.progress)}%` : status.state;
   state.dataset.state = status.state;
-  area.querySelector(".frames").textContent = `${status.frames} frame(s)`;
+  area.querySelector(".frames").textContent = status.state === "running" && status.frames > 1 ?
+    `${status.frames} pictures so far` : "";
   area.querySelector(".frames").dataset.frames = status.frames;
   area.querySelector(".cancel").hidden = FINISHED.includes(status.state);
   showError(area.querySelector(".error"), status.state === "failed" ? status.message : null);
@@ -370,7 +394,9 @@ function showJob(area, status) {
   downloads.hidden = status.state !== "done";
   if (status.state === "done") {
     area.querySelector(".png").href = frame;
-    area.querySelector(".png").download = `${status.kind}-${status.id}.png`;
+    const name = fileName(status.kind, area.body || {}, status.id);
+    area.querySelector(".png").download = `${name}.png`;
+    area.querySelector(".npy").download = `${name}.npy`;
     area.querySelector(".npy").href = `api/jobs/${status.id}/result.npy`;
     area.querySelector(".npy").hidden = !status.array;
     remember(status, frame);
@@ -552,7 +578,10 @@ function bind() {
       event.preventDefault();
       if (area.events) area.events.close();
       try {
-        area.events = await runJob(form.dataset.tab, formBody(form), (status) => showJob(area, status));
+        const invalid = invalidField(form);
+        if (invalid) throw invalid;
+        area.body = formBody(form);
+        area.events = await runJob(form.dataset.tab, area.body, (status) => showJob(area, status));
       } catch (error) {
         showRefusal(area, error);
       }
