@@ -3,6 +3,7 @@
 import os
 import time
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,6 +221,50 @@ def test_the_page_reflows_at_narrow_widths(page, width):
                                                           box.right > Math.min({width}, panel.right) + 0.5))
             .map(([name, box]) => `${{name}}: ${{Math.round(box.left)}}..${{Math.round(box.right)}}`)""")
         assert not outside, outside
+    finally:
+        page.set_viewport_size({"width": 1366, "height": 900})
+
+
+def test_the_layer_list_is_a_tree_of_blocks_with_pass_through_layers_hidden(page):
+    page.fill("#layer-filter", "")
+    shown = page.locator("#layers li[role=treeitem]:visible")
+    assert shown.count() < 40 < page.locator("#layers li[role=treeitem]").count()  # of 197 flat entries
+    assert page.locator("#layers li.pass:visible").count() == 0
+    block = "#layers > li[data-block='_blocks.3']"
+    assert page.get_attribute(block, "aria-expanded") == "false" and not page.is_visible(f"{block} ul li:not(.pass)")
+    page.focus(block)
+    page.keyboard.press("ArrowRight")
+    assert page.get_attribute(block, "aria-expanded") == "true" and page.is_visible(f"{block} ul li:not(.pass) >> nth=0")
+    page.keyboard.press("ArrowRight")  # into the block
+    inside = page.evaluate("document.activeElement.dataset.layer")
+    assert inside.startswith("_blocks.3.")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.getElementById('tiles').dataset.layer === {inside!r}")
+    page.keyboard.press("ArrowLeft")  # back out to the block
+    assert page.evaluate("document.activeElement.dataset.block") == "_blocks.3"
+    page.check("#show-pass")
+    assert page.locator("#layers li.pass:visible").count() > 0
+    page.uncheck("#show-pass")
+    assert "second call" in page.inner_text("#layer-panel")  # @1 is explained
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_every_tab_at_two_widths_screenshots_and_accessibility(page, width, tmp_path):
+    """Screenshots for a person to look at (in $CONVSCOPE_SCREENSHOTS when set), and axe-core at
+    both widths."""
+    from axe_playwright_python import sync_playwright as axe
+
+    folder = Path(os.environ.get("CONVSCOPE_SCREENSHOTS", tmp_path))
+    page.set_viewport_size({"width": width, "height": 900})
+    try:
+        for tab in ("attribution", "dream", "style", "invert", "attack"):
+            page.click(f"#tabs [data-tab='{tab}']")
+            shot = folder / f"explorer-{width}-{tab}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert Image.open(shot).size[0] == width
+        results = axe.Axe().run(page)
+        serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+        assert not serious, [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in serious]
     finally:
         page.set_viewport_size({"width": 1366, "height": 900})
 

@@ -84,10 +84,12 @@ async function start() {
   const classes = await api("api/classes");
   $("classes").replaceChildren(...classes.map((c) => new Option(`${c.label} (${c.index})`, c.label)));
   const layers = await api("api/layers");
-  $("layers").replaceChildren(...layers.filter((l) => l.shape.length === 3).map(layerItem));
+  const select = (name) => guarded($("activation-error"), () => selectLayer(name))();
+  $("layers").replaceChildren(...layerTree(layers.filter((l) => l.shape.length === 3), select));
+  showLayers();
   firstReachable();
-  roving($("layers"), () => [...$("layers").children].filter((item) => !item.hidden), () => 1,
-         (item) => selectLayer(item.dataset.layer));
+  roving($("layers"), shownLayers, () => 1,
+         (item) => item.dataset.layer ? selectLayer(item.dataset.layer) : toggle(item), false);
   await openSample($("sample").value);
 }
 
@@ -95,27 +97,14 @@ function describeMethod() {
   $("method-help").textContent = METHODS[$("attribution-method").value] || "";
 }
 
-function layerItem(layer) {
-  const item = document.createElement("li");
-  const field = layer.receptive_field ? ` · rf ${layer.receptive_field.size} px` : "";
-  item.innerHTML = `<span class="name"></span> <span class="meta">${layer.shape.join("x")}${field}</span>`;
-  item.querySelector(".name").textContent = layer.name;
-  item.dataset.layer = layer.name;
-  item.setAttribute("role", "option");
-  item.setAttribute("aria-selected", "false");
-  item.tabIndex = -1;
-  item.title = `${layer.kind}, ${layer.parameters} parameters` +
-    (layer.receptive_field ? `; each unit sees ${layer.receptive_field.size}x${layer.receptive_field.size} input pixels` : "");
-  item.addEventListener("click", guarded($("activation-error"), () => selectLayer(layer.name)));
-  return item;
-}
-
-// Roving focus over ``items()`` laid out in ``columns()``: arrow keys move, Enter or Space activates.
-function roving(container, items, columns, activate) {
+// Roving focus over ``items()`` laid out in ``columns()``: arrow keys move, Enter or Space activates
+// (``sideways``: left and right move too; a tree uses them to open and close its blocks).
+function roving(container, items, columns, activate, sideways = true) {
   container.addEventListener("keydown", (event) => {
     const list = items(), width = columns();
     const at = list.indexOf(document.activeElement);
-    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: width, ArrowUp: -width, Home: -at, End: list.length - 1 - at };
+    const moves = { ArrowDown: width, ArrowUp: -width, Home: -at, End: list.length - 1 - at,
+                    ...(sideways ? { ArrowRight: 1, ArrowLeft: -1 } : {}) };
     if (at < 0) return;
     if (event.key in moves) {
       event.preventDefault();
@@ -130,9 +119,22 @@ function roving(container, items, columns, activate) {
 
 // Tab reaches the layer list at its selected item, else at its first shown one.
 function firstReachable() {
-  const shown = [...$("layers").children].filter((item) => !item.hidden);
+  const shown = shownLayers();
   const entry = shown.find((item) => item.classList.contains("selected")) || shown[0];
-  for (const item of $("layers").children) item.tabIndex = item === entry ? 0 : -1;
+  for (const item of $("layers").querySelectorAll("li")) item.tabIndex = item === entry ? 0 : -1;
+}
+
+// In the tree: right opens a block (or steps into it), left closes it (or steps out to it).
+function treeKeys(event) {
+  const item = document.activeElement;
+  if (!item || !$("layers").contains(item) || !["ArrowRight", "ArrowLeft"].includes(event.key)) return;
+  event.preventDefault();
+  const open = item.getAttribute("aria-expanded");
+  const block = item.parentElement.closest("li[role=treeitem]");
+  if (event.key === "ArrowRight" && open === "false") toggle(item, true);
+  else if (event.key === "ArrowRight" && open === "true") focusOnly(shownLayers(), item.querySelector("ul li:not([hidden])") || item);
+  else if (event.key === "ArrowLeft" && open === "true") toggle(item, false);
+  else if (event.key === "ArrowLeft" && block) focusOnly(shownLayers(), block);
 }
 
 function focusOnly(list, chosen) {
@@ -232,9 +234,11 @@ function showPredictions(predictions) {
 async function selectLayer(name, start = 0) {
   state.layer = name;
   state.start = start;
-  for (const item of $("layers").children) {
+  for (const item of $("layers").querySelectorAll("li[data-layer]")) {
     item.classList.toggle("selected", item.dataset.layer === name);
     item.setAttribute("aria-selected", item.dataset.layer === name);
+    const block = item.parentElement.closest("li[role=treeitem]");
+    if (item.dataset.layer === name && block) toggle(block, true);  // the selected layer is shown
   }
   $("layer-name").textContent = name;
   followSelection(name, state.channel);
@@ -544,18 +548,19 @@ function bind() {
     drop.classList.remove("over");
     await upload(event.dataTransfer.files[0]);
   }));
-  $("layer-filter").addEventListener("input", () => {
-    const text = $("layer-filter").value.toLowerCase();
-    for (const item of $("layers").children) item.hidden = !item.dataset.layer.toLowerCase().includes(text);
-    firstReachable();
-  });
+  for (const control of [$("layer-filter"), $("show-pass")]) {
+    control.addEventListener("input", () => { showLayers(); firstReachable(); });
+  }
   $("layer-filter").addEventListener("keydown", (event) => {  // ArrowDown: into the list; Enter: its first match
-    const first = [...$("layers").children].find((item) => !item.hidden);
+    const text = $("layer-filter").value.toLowerCase();
+    const shown = shownLayers();
+    const first = shown.find((item) => item.dataset.layer?.toLowerCase().includes(text)) || shown[0];
     if (!first || !["ArrowDown", "Enter"].includes(event.key)) return;
     event.preventDefault();
-    focusOnly([...$("layers").children], first);
-    if (event.key === "Enter") guarded($("activation-error"), () => selectLayer(first.dataset.layer))();
+    focusOnly(shown, first);
+    if (event.key === "Enter" && first.dataset.layer) guarded($("activation-error"), () => selectLayer(first.dataset.layer))();
   });
+  $("layers").addEventListener("keydown", treeKeys);
   roving($("tiles"), () => [...$("tiles").children], () => state.layout.columns,
          (tile) => selectChannel(Number(tile.dataset.channel)));
   const activationError = $("activation-error");
