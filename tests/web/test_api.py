@@ -2,6 +2,7 @@
 
 import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -144,6 +145,7 @@ def test_dream_job_streams_frames_and_finishes(client, cat_id):
 
 
 def test_attribution_and_attack_jobs(client, cat_id):
+    finished = []
     for kind, body in [("attribution", {"method": "gradcam", "target": "tabby"}),
                        ("attribution", {"method": "occlusion"}),
                        ("attack", {"method": "fgsm", "eps": 8 / 255})]:
@@ -151,6 +153,22 @@ def test_attribution_and_attack_jobs(client, cat_id):
         status = wait_for(client, job)
         assert status["state"] == "done" and status["progress"] == 1.0, status
         assert Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/frame.png").content)).width > 224
+        finished.append(status)
+    grad_cam = finished[0]
+    assert grad_cam["name"].startswith("attribution-gradcam-tabby-") and grad_cam["name"].endswith(grad_cam["id"][:6])
+
+    ids = ",".join(status["id"] for status in finished)  # "download all": every picture, array and settings
+    packed = zipfile.ZipFile(io.BytesIO(client.get(f"/api/jobs/archive.zip?ids={ids}").content))
+    names = set(packed.namelist())
+    for status in finished:
+        assert {f"{status['name']}.png", f"{status['name']}.json"} <= names
+        assert packed.read(f"{status['name']}.png") == client.get(f"/api/jobs/{status['id']}/frame.png").content
+        settings = json.loads(packed.read(f"{status['name']}.json"))
+        assert settings["caption"] == status["caption"] and settings["kind"] == status["kind"]
+    assert json.loads(packed.read(f"{grad_cam['name']}.json"))["settings"]["target"] == "tabby"
+    assert np.load(io.BytesIO(packed.read(f"{grad_cam['name']}.npy"))).shape == (224, 224)
+    assert client.get("/api/jobs/archive.zip?ids=nosuchjob").status_code == 404
+    assert client.get("/api/jobs/archive.zip?ids=../../etc").status_code == 422
 
 
 def test_attribution_with_its_deletion_and_insertion_curves(client, cat_id):

@@ -55,6 +55,9 @@ def test_upload_predict_layer_channel_dream_cancel_and_screenshot(page, lite0, t
     assert page.locator("#sample option:checked").inner_text().startswith("your image (coffee.jpg)")
     assert page.is_visible("#crop") and "framed centre" in page.inner_text("#crop-note")
 
+    hint = page.inner_text("#answers-hint")  # the top 5's total, and that the model knows only its classes
+    assert hint.startswith("Together ") and "1000 classes" in hint
+
     page.click("#layers li[data-layer='_blocks.4']")
     page.wait_for_selector("#tiles .tile")
     page.click("#tiles .tile >> nth=0")  # the first tile: the strongest channel
@@ -115,6 +118,9 @@ def test_results_are_captioned_per_tab_downloadable_and_kept_in_history(page):
     caption = page.inner_text("#panel-attribution .caption")
     assert caption.startswith("gradcam at _") and " of " in caption and "probability" in caption
     assert page.locator("#history li").count() >= 2
+    packed = page.evaluate("fetch(document.getElementById('download-all').href).then(r => r.arrayBuffer())"
+                           ".then(b => Array.from(new Uint8Array(b.slice(0, 2))))")
+    assert bytes(packed) == b"PK"  # a ZIP of the history
     page.click("#history li button >> nth=1")  # the attack, compared beside the Grad-CAM
     assert page.is_visible("#panel-attribution .compare")
     assert page.inner_text("#panel-attribution .compare figcaption").startswith("attack:")

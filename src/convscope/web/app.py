@@ -8,7 +8,9 @@ and return its id at once (``POST /api/jobs/KIND``), whose progress and frames a
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import zipfile
 from contextlib import asynccontextmanager
 from functools import partial
 from importlib import resources
@@ -19,6 +21,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from convscope.errors import ConvscopeError, shorten
 from convscope.samples import SAMPLES, STYLES, sample_image
@@ -215,8 +218,9 @@ def _light_routes(app: FastAPI, explorer: Explorer) -> None:
 def _job_routes(app: FastAPI, explorer: Explorer) -> None:
     jobs = explorer.jobs
 
-    def queued(kind: str, recipe) -> JSONResponse:
-        return JSONResponse(jobs.submit(kind, recipe).status(), status_code=202)
+    def queued(kind: str, recipe, request: BaseModel) -> JSONResponse:
+        settings = request.model_dump(exclude={"image"})
+        return JSONResponse(jobs.submit(kind, recipe, settings).status(), status_code=202)
 
     @app.post("/api/jobs/dream", tags=["jobs"], status_code=202)
     def dream(request: tasks.DreamRequest) -> JSONResponse:
@@ -224,31 +228,32 @@ def _job_routes(app: FastAPI, explorer: Explorer) -> None:
         explorer.check_layer(request.layer)
         if request.channel is not None:
             explorer.check_channel(request.layer, request.channel)
-        return queued("dream", partial(tasks.run_dream, request, explorer.store.get(request.image)))
+        return queued("dream", partial(tasks.run_dream, request, explorer.store.get(request.image)), request)
 
     @app.post("/api/jobs/style", tags=["jobs"], status_code=202)
     def style(request: tasks.StyleRequest) -> JSONResponse:
         """Gatys style transfer of the image in a built-in style."""
-        return queued("style", partial(tasks.run_style, request, explorer.store.get(request.image)))
+        return queued("style", partial(tasks.run_style, request, explorer.store.get(request.image)), request)
 
     @app.post("/api/jobs/invert", tags=["jobs"], status_code=202)
     def invert(request: tasks.InvertRequest) -> JSONResponse:
         """Reconstruct the image from its code at a layer."""
         explorer.check_layer(request.layer)
-        return queued("invert", partial(tasks.run_invert, request, explorer.store.get(request.image)))
+        return queued("invert", partial(tasks.run_invert, request, explorer.store.get(request.image)), request)
 
     @app.post("/api/jobs/attack", tags=["jobs"], status_code=202)
     def attack(request: tasks.AttackRequest) -> JSONResponse:
         """An adversarial example: the original, the adversarial image and the change magnified."""
         explorer.check_class(request.target)
-        return queued("attack", partial(tasks.run_attack, request, explorer.store.get(request.image)))
+        return queued("attack", partial(tasks.run_attack, request, explorer.store.get(request.image)), request)
 
     @app.post("/api/jobs/attribution", tags=["jobs"], status_code=202)
     def attribution(request: tasks.AttributionRequest) -> JSONResponse:
         """A gradient map, Grad-CAM or occlusion of a target (a class, a box, a region; the model's
         answer when none is given)."""
         explorer.check_target(request.target, request.image)
-        return queued("attribution", partial(tasks.run_attribution, request, explorer.store.get(request.image)))
+        run = partial(tasks.run_attribution, request, explorer.store.get(request.image))
+        return queued("attribution", run, request)
 
     @app.post("/api/jobs/visualize", tags=["jobs"], status_code=202)
     def visualize(request: tasks.VisualizeRequest) -> JSONResponse:
@@ -261,9 +266,25 @@ def _job_routes(app: FastAPI, explorer: Explorer) -> None:
                 return JSONResponse(jobs.get(cached).status(), status_code=202)
         except UnknownJob:
             pass
-        reply = queued("visualize", partial(tasks.run_visualize, request))
+        reply = queued("visualize", partial(tasks.run_visualize, request), request)
         explorer.visualizations[key] = json.loads(reply.body)["id"]
         return reply
+
+    @app.get("/api/jobs/archive.zip", tags=["jobs"])
+    def archive(ids: Annotated[str, Query(max_length=32 * 13, pattern=r"^[A-Za-z0-9_,-]+$")]) -> Response:
+        """The finished jobs ``ids`` (comma-separated, at most 32) in one ZIP file: each one's picture,
+        the values behind it (``.npy``) and a JSON of its settings, caption and numbers, named by its
+        tool, method, target and layer."""
+        chosen = [jobs.get(key) for key in dict.fromkeys(ids.split(",")) if key]
+        if not 0 < len(chosen) <= 32:
+            return JSONResponse({"detail": "give 1 to 32 job ids, comma-separated"}, status_code=400)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as packed:
+            for job in chosen:
+                if job.state == "done":
+                    job.archived(packed)
+        return Response(buffer.getvalue(), media_type="application/zip",
+                        headers={"Content-Disposition": 'attachment; filename="convscope-results.zip"'})
 
     @app.get("/api/jobs/{job_id}", tags=["jobs"])
     def status(job_id: str) -> dict:

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import logging
 import math
 import multiprocessing
 import pickle
+import re
 import secrets
 import signal
 import threading
 import time
 import traceback
+import zipfile
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +85,15 @@ class Job:
     caption: str = ""
     numbers: dict = field(default_factory=dict)
     array: bytes | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """A file name for its downloads: the tool, then what it was asked (method, target, style,
+        layer, channel), then the job's id."""
+        asked = [self.settings.get(key) for key in ("method", "target", "style", "layer", "channel")]
+        words = [self.kind, *(str(value) for value in asked if value not in (None, ""))]
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(words))[:80] + f"-{self.id[:6]}"
 
     def report(self, progress: float, frame: torch.Tensor | Picture | None = None) -> None:
         """Records progress and, optionally, a frame (``(3, H, W)``/``(1, 3, H, W)`` or a Picture).
@@ -140,9 +152,19 @@ class Job:
         return self.frames[index]
 
     def status(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "state": self.state, "progress": round(self.progress, 4),
-                "frames": self.frame_count, "message": self.message, "caption": self.caption,
-                "numbers": self.numbers, "array": self.array is not None}
+        return {"id": self.id, "kind": self.kind, "name": self.name, "state": self.state,
+                "progress": round(self.progress, 4), "frames": self.frame_count, "message": self.message,
+                "caption": self.caption, "numbers": self.numbers, "array": self.array is not None}
+
+    def archived(self, archive: zipfile.ZipFile) -> None:
+        """Writes its picture, the values behind it and a JSON of what was asked and found, each
+        named :attr:`name`, into ``archive``."""
+        if self.frames:
+            archive.writestr(f"{self.name}.png", self.frames[-1])
+        if self.array is not None:
+            archive.writestr(f"{self.name}.npy", self.array)
+        archive.writestr(f"{self.name}.json", json.dumps({"kind": self.kind, "settings": self.settings,
+                                                          "caption": self.caption, "numbers": self.numbers}, indent=1))
 
 
 def _npy(array: torch.Tensor | np.ndarray) -> bytes:
@@ -191,14 +213,14 @@ class JobQueue:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, kind: str, recipe: Recipe) -> Job:
+    def submit(self, kind: str, recipe: Recipe, settings: dict | None = None) -> Job:
         """Queues the job that ``recipe()`` makes, ``run(model_copy, job)``, whose returned Picture
-        becomes the last frame.
+        becomes the last frame; ``settings``: what was asked, kept for its downloads.
 
         Raises:
             QueueFull: too many jobs are waiting.
         """
-        job = Job(kind, recipe, self.seconds)
+        job = Job(kind, recipe, self.seconds, settings=dict(settings or {}))
         with self._lock:
             if len(self._waiting) >= self.capacity:
                 raise QueueFull(f"the server is busy: {self.capacity} jobs are waiting; try again when one has "

@@ -200,8 +200,10 @@ function chooseAnswer(p) {
 }
 
 function showPredictions(predictions) {
-  $("answers-hint").textContent = predictions.length ? "Click one to explain it." :
-    state.info.task === "detection" ? "No box above score 0.3." : "";
+  const total = predictions.reduce((sum, p) => sum + (p.probability || 0), 0);
+  $("answers-hint").textContent = !predictions.length ? (state.info.task === "detection" ? "No box above score 0.3." : "") :
+    state.info.task === "classification" ? `Together ${(100 * total).toFixed(1)}%: the model knows only its ` +
+      `${state.info.classes} classes, and answers with one of them. Click one to explain it.` : "Click one to explain it.";
   $("predictions").replaceChildren(...predictions.map((p, k) => {
     const item = document.createElement("li"), button = document.createElement("button");
     button.type = "button";
@@ -300,7 +302,7 @@ async function selectChannel(channel, fresh = true) {
   }
   const query = `layer=${encodeURIComponent(state.layer)}&channel=${channel}`;
   const numbers = await api(`api/images/${state.image}/channel?${query}`);
-  $("channel-caption").textContent = `over the image; mean ${numbers.mean.toPrecision(3)}`;
+  $("channel-caption").textContent = `over the image; mean activation ${numbers.mean.toPrecision(3)} (the layer's own units)`;
   $("map-low").textContent = numbers.min.toPrecision(3);
   $("map-high").textContent = numbers.max.toPrecision(3);
   $("channel-map").src = `api/images/${state.image}/channel.png?${query}`;
@@ -331,13 +333,6 @@ function invalidField(form) {
   if (!field) return null;
   const label = field.closest("label")?.textContent.trim().split("\n")[0] || field.name;
   return new Error(`${label}: ${field.validationMessage}`);
-}
-
-// A download's name: the tool, then what it was asked (method, target, layer, channel, style).
-function fileName(kind, body, id) {
-  const parts = [kind, body.method, body.target, body.style, body.layer, body.channel ?? null]
-    .filter((part) => part !== undefined && part !== null && part !== "");
-  return parts.join("-").replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 80) + `-${id.slice(0, 6)}`;
 }
 
 // ---- jobs: one result area per tab, and a history of finished results ----
@@ -398,9 +393,8 @@ function showJob(area, status) {
   downloads.hidden = status.state !== "done";
   if (status.state === "done") {
     area.querySelector(".png").href = frame;
-    const name = fileName(status.kind, area.body || {}, status.id);
-    area.querySelector(".png").download = `${name}.png`;
-    area.querySelector(".npy").download = `${name}.npy`;
+    area.querySelector(".png").download = `${status.name}.png`;
+    area.querySelector(".npy").download = `${status.name}.npy`;
     area.querySelector(".npy").href = `api/jobs/${status.id}/result.npy`;
     area.querySelector(".npy").hidden = !status.array;
     remember(status, frame);
@@ -415,7 +409,7 @@ function remember(status, frame) {
   button.dataset.job = status.id;
   button.innerHTML = `<img alt=""><span></span>`;
   button.querySelector("img").src = frame;
-  button.querySelector("span").textContent = `${status.kind}: ${status.caption}`.slice(0, 90);
+  button.querySelector("span").textContent = shortened(`${status.kind}: ${status.caption}`, 90);
   button.title = status.caption;
   button.addEventListener("click", () => {
     const panel = document.querySelector(".panel:not([hidden])");
@@ -428,6 +422,15 @@ function remember(status, frame) {
   item.append(button);
   $("history").prepend(item);
   $("history-title").hidden = false;
+  const ids = [...$("history").querySelectorAll("button")].map((b) => b.dataset.job).slice(0, 32);
+  $("download-all").href = `api/jobs/archive.zip?ids=${ids.join(",")}`;
+}
+
+// ``text`` cut at a word to at most ``length`` characters, with an ellipsis when cut.
+function shortened(text, length) {
+  if (text.length <= length) return text;
+  const cut = text.slice(0, length - 1);
+  return cut.slice(0, Math.max(cut.lastIndexOf(" "), length / 2)) + "…";
 }
 
 function showVisualization(status) {
@@ -585,8 +588,7 @@ function bind() {
       try {
         const invalid = invalidField(form);
         if (invalid) throw invalid;
-        area.body = formBody(form);
-        area.events = await runJob(form.dataset.tab, area.body, (status) => showJob(area, status));
+        area.events = await runJob(form.dataset.tab, formBody(form), (status) => showJob(area, status));
       } catch (error) {
         showRefusal(area, error);
       }
