@@ -53,6 +53,19 @@ def _timm(outputs: int) -> nn.Module:
     return _seeded(lambda: timm.create_model("resnet18", num_classes=outputs))
 
 
+def _fcn_resnet18() -> nn.Module:
+    """torchvision's FCN (its IntermediateLayerGetter and FCNHead, returning ``{"out": ...}``) on a
+    ResNet-18: the same code as ``fcn_resnet50``, a quarter of the arithmetic (that row took 73 s)."""
+    from torchvision.models import resnet18
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.fcn import FCN, FCNHead
+
+    def build():
+        backbone = IntermediateLayerGetter(resnet18(weights=None), return_layers={"layer4": "out"})
+        return FCN(backbone, FCNHead(512, 4))
+    return _seeded(build)
+
+
 def _segmenter(name: str) -> nn.Module:
     from torchvision.models import segmentation
     return _seeded(lambda: getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=4,
@@ -123,7 +136,7 @@ MODELS: dict[str, tuple[str, Callable[[], cs.Model], str | None]] = {
     "tv LR-ASPP": ("segmentation", lambda: calibrated(_segmenter("lraspp_mobilenet_v3_large"), 64), None),
     "tv DeepLabV3 MobileNetV3": ("segmentation", lambda: calibrated(
         _segmenter("deeplabv3_mobilenet_v3_large"), 64), None),
-    "tv FCN ResNet-50": ("segmentation", lambda: calibrated(_segmenter("fcn_resnet50"), 64), None),
+    "tv FCN ResNet-18": ("segmentation", lambda: calibrated(_fcn_resnet18(), 64), None),
     "tv SSDlite": ("detection", lambda: calibrated(_ssdlite(), 96), None),
     "tv FCOS ResNet-18": ("detection", lambda: calibrated(_fcos(), 64), None),
     "Ultralytics YOLOv8n": ("detection", lambda: calibrated(_yolo(), 96), None),
