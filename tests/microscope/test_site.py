@@ -65,6 +65,22 @@ def test_every_unit_has_a_page_and_every_link_resolves(whole):
     assert "0004.html" in unit and "0006.html" in unit and "top patches of photos:8" in unit
 
 
+def test_pages_say_what_they_show(whole):
+    """Every unit on the index (24 of _blocks.1's 24), pictures shown at a whole multiple of their
+    size (32 px at 192, unblurred), the activations under the patches, what photos:8 means."""
+    index = (whole / "index.html").read_text()
+    assert index.count('alt="unit ') == sum(CHANNELS.values())
+    assert "8 random crops of the 4 bundled photos" in index and "back to the explorer" in index
+    unit = (whole / "layers" / "_blocks.1" / "0005.html").read_text()
+    assert 'class="crisp" style="width: 192px"' in unit
+    for name in ("top", "bottom"):
+        order = "highest" if name == "top" else "lowest"
+        caption = rf"<figcaption[^>]*>{name} patches of photos:8; activations, {order} first: ([^<]+)</"
+        listed = re.search(caption, unit).group(1)
+        values = [float(v) for v in listed.split(", ")]
+        assert len(values) == 4 and values == sorted(values, reverse=(name == "top")), values
+
+
 def test_a_killed_run_resumes_to_the_identical_site(whole, tmp_path):
     folder = tmp_path / "killed"
     killed = convscope(*ARGS, "-o", str(folder))

@@ -39,6 +39,11 @@ class ImageDataset(Dataset):
         """A name for item ``index`` that a person can find again (a path, or ``digits #12``)."""
         return f"{self.spec} #{index}"
 
+    @property
+    def meaning(self) -> str:
+        """What ``spec`` stands for, in words (pages show it beside the spec)."""
+        return f"{len(self)} images from {self.spec}"
+
 
 class ImageFolder(ImageDataset):
     """Every image file under ``root``, recursively, sorted by path; hidden files are left out.
@@ -120,6 +125,11 @@ class Digits(ImageDataset):
 
     classes = [str(d) for d in range(10)]
 
+    @property
+    def meaning(self) -> str:
+        extra = f", then shifted noisy copies up to {self.count}" if self.count > 1797 else ""
+        return f"{min(self.count, 1797)} of scikit-learn's 8x8 handwritten digits{extra}"
+
     def __init__(self, count: int | None = None) -> None:
         self.count = count or 1797
         self.spec = "digits" if count is None else f"digits:{count}"
@@ -154,6 +164,11 @@ class AugmentedPhotos(ImageDataset):
     """``count`` random crops of the bundled sample photos (cat, coffee, astronaut, rocket):
     item ``i`` is a crop of photo ``i % 4`` covering 30-100% of its shorter side, maybe
     mirrored, with its brightness scaled by 0.8-1.2, seeded by ``i``; the photo is its label."""
+
+    @property
+    def meaning(self) -> str:
+        return (f"{self.count} random crops of the {len(self.classes)} bundled photos ({', '.join(self.classes)}), "
+                "some mirrored or brightened")
 
     def __init__(self, count: int = 512, *, size: int = 256) -> None:
         from convscope.samples import SAMPLES

@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 from tqdm import tqdm
 
+from convscope.core.render import save_json
 from convscope.core.summary import list_layers, map_layer
 from convscope.data.datasets import ImageDataset, open_dataset
 from convscope.data.distributed import Ranks
@@ -43,10 +44,10 @@ def build_microscope(model: Model | nn.Module, layers: list[str], folder: str | 
     if ranks.main:
         infos = {info.name: info for info in list_layers(model)}
         shown = images is not None
-        pages = [LayerPages(layer, count, _field(infos[layer]), shown, shown, shown and atlas > 0)
+        pages = [LayerPages(layer, count, _field(infos[layer]), shown, shown, shown and atlas > 0, settings.size)
                  for layer, count in counts.items()]
         write_site(folder, model.name, pages, diverse=settings.diverse, dataset=images.spec if images else None,
-                   photo=settings.photo)
+                   meaning=images.meaning if images else "", photo=settings.photo)
     ranks.barrier()
     return folder / "index.html"
 
@@ -73,7 +74,11 @@ def _dataset_patches(model: Model, layers: list[str], images: ImageDataset, fold
         for layer, top in found.items():
             for channel in tqdm(top.channels.tolist(), desc=f"{name} patches of {layer}", unit="unit",
                                 disable=not progress):
-                top.picture(images, channel).save(unit_folder(folder, layer, channel) / f"{name}.png")
+                shown = top.picture(images, channel)
+                shown.save(unit_folder(folder, layer, channel) / f"{name}.png")
+                save_json(unit_folder(folder, layer, channel) / f"{name}.json",
+                          {"values": shown.numbers["values"], "images": [images.describe(i) for i in
+                                                                         shown.numbers["images"]]})
 
 
 def _atlases(model: Model, layers: list[str], images: ImageDataset, folder: Path, side: int, settings: UnitSettings,
