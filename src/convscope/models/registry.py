@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from convscope.errors import ConvscopeError, unknown_choice
+from convscope.models.huggingface import PREFIX as HF_PREFIX
 from convscope.models.factory import build_from_factory, is_factory
 from convscope.models.model import Model, as_model
 from convscope.models.weights import load_weights, matches, read_state_dict
@@ -79,9 +80,9 @@ def load_model(spec: str | nn.Module | Model = DEFAULT_MODEL, *, weights: str | 
     name, _, file = str(spec).partition("=")
     weights = weights or (file or None)
     if weights == RANDOM:
-        if not name.startswith(PREFIXES):
-            raise ConvscopeError(f"random weights are for torchvision:NAME and timm:NAME architectures; {name!r} "
-                                 f"comes with its own weights")
+        if not name.startswith((*PREFIXES, HF_PREFIX)):
+            raise ConvscopeError(f"random weights are for torchvision:NAME, timm:NAME and hf:NAME architectures; "
+                                 f"{name!r} comes with its own weights")
         model = _build(name, RANDOM)
     elif not file and _looks_like_file(name):
         state = read_state_dict(name)
@@ -98,8 +99,13 @@ def _looks_like_file(name: str) -> bool:
 
 
 def _build(name: str, state: dict[str, torch.Tensor] | None) -> Model:
-    from convscope.models import external
+    from convscope.models import external, huggingface
 
+    if name.startswith(HF_PREFIX):
+        model = huggingface.build(name, random=isinstance(state, str))
+        if isinstance(state, dict):
+            with_weights(model.net, state, name)
+        return model
     if name.startswith(external.PREFIXES):
         return external.build(name, state)
     if is_factory(name):
@@ -108,8 +114,8 @@ def _build(name: str, state: dict[str, torch.Tensor] | None) -> Model:
         return model
     specs = {s.name: s for s in list_models()}
     if name not in specs:
-        raise unknown_choice("model", name, [*specs, "torchvision:NAME", "timm:NAME", "package.module:factory",
-                                             "a weights file"])
+        raise unknown_choice("model", name, [*specs, "torchvision:NAME", "timm:NAME", "hf:NAME", "hf:FOLDER",
+                                             "package.module:factory", "a weights file"])
     return specs[name].build(state)
 
 

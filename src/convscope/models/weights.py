@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ConvscopeError(f"{path}: no such weights file")
+    _refuse_programs(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for foreign or unsafe files
@@ -33,6 +35,19 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConvscopeError(f"{path}: expected a state dict (names -> tensors)")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _refuse_programs(path: Path) -> None:
+    """A TorchScript or ``torch.export`` archive is a compiled program, not weights: it has no
+    modules to hook and runs its own code, so it is refused in one line that says what to give."""
+    if not zipfile.is_zipfile(path):
+        return
+    names = zipfile.ZipFile(path).namelist()
+    kind = ("a TorchScript archive" if any(n.endswith("/constants.pkl") or "/code/__torch__/" in n for n in names)
+            else "a torch.export program" if any(n.endswith("/archive_format") for n in names) else None)
+    if kind:
+        raise ConvscopeError(f"{path} is {kind}: convscope needs the network's Python modules (to hook its layers); "
+                             "give the code that builds it, --model package.module:factory[=weights.pth]")
 
 
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
