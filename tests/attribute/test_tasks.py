@@ -4,6 +4,7 @@ scalar, pytorch-grad-cam's segmentation target, a network whose answer is known)
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import pytest
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import convscope as cs
+from convscope.attribute.averaged import integrated_gradients
 from convscope.attribute.occlusion import occlusion
 from convscope.attribute.targets import objective_for
 from convscope.core.objectives import OUTPUT
@@ -272,3 +274,26 @@ def test_occlusion_refuses_a_target_inside_the_network_in_one_line():
     from convscope.core.objectives import channel
     with pytest.raises(cs.ConvscopeError, match=r"occlusion watches the network's output; .* reads layer body.1"):
         occlusion(model, _images(1), channel("body.1", 0), patch=8, stride=8)
+
+
+def test_integrated_gradients_of_a_region_equal_captums_with_a_hand_wrapped_forward():
+    """Captum reads one scalar per image: the region's masked mean logit, wrapped by hand around the
+    network (what users have to write there); convscope takes the region target."""
+    attr = pytest.importorskip("captum.attr")
+    net = _Segmenter()
+    model = cs.Model(net, input_size=(24, 24))
+    x = _images()
+    masks = torch.zeros(len(x), *net(x)["out"].shape[-2:])
+    masks[:, 3:9, 2:7] = 1  # a region the user gives (region:2@MASK.png)
+
+    double = copy.deepcopy(net).double()
+
+    def masked_mean(z):  # Captum stacks the path's points batch after batch; in float64, as the reference
+        tiled = masks.double().repeat(len(z) // len(masks), 1, 1)
+        return (double(z)["out"][:, 2] * tiled).flatten(1).sum(1) / tiled.flatten(1).sum(1)
+    # Captum's trapezoid weighs 16 points on [0, 1] by 1/16 (halved at the ends), so its weights sum
+    # to 15/16, not 1: rescaled, it is the trapezoid rule convscope uses
+    expected = attr.IntegratedGradients(masked_mean).attribute(x.double(), baselines=torch.zeros_like(x.double()),
+                                                              n_steps=16, method="riemann_trapezoid") * 16 / 15
+    got = integrated_gradients(model, x, region(2, masks), steps=16, max_steps=16)
+    assert float((got.double() - expected).norm() / expected.norm()) < 1e-5  # float32's error here: about 1e-7
