@@ -143,8 +143,8 @@ class Saliency:
         heat = self.map[index]
         top = float(heat.flatten().quantile(0.99))
         view = overlay(self.images[index].cpu(), heat, alpha=0.6, vmin=0.0, vmax=top)
-        return view, Scale(0.0, top, "inferno", "importance" if base in CAM_METHODS else "|gradient|, largest over the channels"
-                     if base == "gradient" else "attribution, largest magnitude over the channels",
+        return view, Scale(0.0, top, "inferno", "importance" if base in CAM_METHODS else "|gradient|, max over RGB"
+                     if base == "gradient" else "|attribution|, max over RGB",
                      clipped=bool(heat.max() > top)), self.method
 
     def _repr_png_(self) -> bytes:
