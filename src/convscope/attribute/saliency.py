@@ -204,5 +204,6 @@ def _class_probability(model: Model, x: torch.Tensor, target) -> dict[str, torch
     if isinstance(target, Objective) or (isinstance(target, str) and ":" in target) or \
             task_of(model, x) not in ("classification", "multi-label"):
         return {}
-    indices = class_indices(model, x, target).to(model.device)
-    return {"probability": probabilities(model, x).gather(1, indices.cpu().view(-1, 1))[:, 0]}
+    probs = probabilities(model, x)  # one forward pass for both the top class and its probability
+    indices = probs.argmax(-1) if target is None else class_indices(model, x, target).cpu()
+    return {"probability": probs.gather(1, indices.view(-1, 1))[:, 0]}

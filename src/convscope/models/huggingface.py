@@ -16,7 +16,6 @@ from convscope.models.labels import Labels
 from convscope.models.model import Model
 
 PREFIX = "hf:"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def build(spec: str, random: bool = False) -> Model:
@@ -55,6 +54,8 @@ def _transformers():
 def _preprocessing(name: str, config, local: bool) -> tuple[tuple, tuple, tuple[int, int]]:
     """Mean, standard deviation and input size: the preprocessor config's, else ImageNet's and the
     config's ``image_size`` (224 when it has none)."""
+    from convscope.models.external import IMAGENET_MEAN, IMAGENET_STD  # here: external imports the registry
+
     settings = {}
     try:
         from transformers.utils import cached_file
